@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Set up and run the course with nothing but Python 3.11 and the package registries.
+
+    python3.11 dev.py course          # make .venv if needed, run every notebook into build/notebooks/
+    python3.11 dev.py test            # make .venv if needed, run the unit tests and every notebook (tiny)
+    python3.11 dev.py bench           # the benchmark table (benchmarks/)
+    python3.11 dev.py sync-notebooks  # rewrite each notebook's Colab install cell from helpers/_project.py
+
+The environment is rebuilt when requirements.txt or pyproject.toml change (a hash stamp in .venv).
+Only the standard library is used here, so this file runs before anything is installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = Path(os.environ.get("COURSE_VENV", ROOT / ".venv"))
+STAMP = VENV / ".course-stamp"
+BUILD = ROOT / "build"
+
+
+def venv_python() -> Path:
+    return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def _stamp() -> str:
+    digest = hashlib.sha256()
+    for name in ("requirements.txt", "pyproject.toml"):
+        digest.update((ROOT / name).read_bytes())
+    digest.update(sys.version.encode())
+    return digest.hexdigest()
+
+
+def ensure_env() -> Path:
+    """Create .venv and install the pinned stack plus `helpers` (editable), unless up to date."""
+    py = venv_python()
+    if py.exists() and STAMP.exists() and STAMP.read_text() == _stamp():
+        return py
+    if sys.version_info[:2] != (3, 11):
+        print(f"note: the verified stack is for Python 3.11; this is {sys.version.split()[0]}",
+              file=sys.stderr)
+    if not py.exists():
+        print(f"Creating the environment in {VENV} ...", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    pip = [str(py), "-m", "pip", "--disable-pip-version-check"]
+    print("Installing the pinned stack (requirements.txt) ...", flush=True)
+    subprocess.run(pip + ["install", "-q", "-r", str(ROOT / "requirements.txt")], check=True)
+    subprocess.run(pip + ["install", "-q", "--no-deps", "--no-build-isolation", "-e", str(ROOT)],
+                   check=True)
+    STAMP.write_text(_stamp())
+    return py
+
+
+def run(py: Path, *args: str, env: dict | None = None) -> int:
+    merged = dict(os.environ)
+    merged.update(env or {})
+    return subprocess.run([str(py), *args], cwd=ROOT, env=merged).returncode
+
+
+def main(argv: list[str]) -> int:
+    command = argv[0] if argv else "help"
+    rest = argv[1:]
+    if command in ("help", "-h", "--help"):
+        print(__doc__)
+        return 0
+    if command == "sync-notebooks":
+        py = ensure_env()
+        return run(py, "-m", "tools.notebooks", "sync", *rest)
+    if command == "course":
+        py = ensure_env()
+        return run(py, "-m", "tools.notebooks", "execute", "--out", str(BUILD / "notebooks"), *rest)
+    if command == "test":
+        py = ensure_env()
+        # Tiny mode and a cache of its own: tests never touch a user's real caches.
+        env = {
+            "COURSE_MODE": "tiny",
+            "COURSE_CACHE_DIR": str(BUILD / "test-cache"),
+            "PYTHONUNBUFFERED": "1",
+        }
+        args = ["-m", "pytest", "-n", "2", "--dist", "loadfile", "--nbval-lax",
+                "--nbval-cell-timeout=300", "-q", *rest]
+        return run(py, *args, env=env)
+    if command == "bench":
+        py = ensure_env()
+        return run(py, "-m", "benchmarks.run", *rest)
+    print(f"unknown command {command!r}\n{__doc__}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,10 @@
+"""Support code for the video-text course (MIL-NCE and MMV).
+
+Import the modules you need by name, e.g. ``from helpers import config, video``.
+Importing this package is cheap: no TensorFlow or JAX is imported until a model
+module asks for it.
+"""
+
+from helpers._project import __version__
+
+__all__ = ["__version__"]

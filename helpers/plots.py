@@ -1,0 +1,99 @@
+"""Pictures the lessons show: frame grids, heatmaps, confusion matrices.
+
+Every function returns the matplotlib Figure (so notebooks display it and tests can inspect it).
+matplotlib is imported on first use, not at ``import helpers``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _as_display(frame: np.ndarray) -> np.ndarray:
+    frame = np.asarray(frame)
+    if frame.dtype != np.uint8:
+        frame = np.clip(frame, 0.0, 1.0)
+    return frame
+
+
+def frame_grid(frames, ncols: int = 8, titles=None, title: str | None = None, size: float = 1.6):
+    """Show frames ``[N, H, W, 3]`` (uint8, or float in [0, 1]) in a grid."""
+    frames = list(frames)
+    if not frames:
+        raise ValueError("frame_grid needs at least one frame")
+    ncols = max(1, min(ncols, len(frames)))
+    nrows = -(-len(frames) // ncols)
+    plt = _plt()
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
+    for index, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if index < len(frames):
+            ax.imshow(_as_display(frames[index]))
+            if titles is not None:
+                ax.set_title(str(titles[index]), fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def heatmap(matrix, row_labels, col_labels, title: str | None = None, fmt: str = "{:.2f}",
+            cmap: str = "viridis", xlabel: str | None = None, ylabel: str | None = None):
+    """Annotated heatmap of a small matrix (e.g. text-video similarities)."""
+    matrix = np.asarray(matrix, dtype=float)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * matrix.shape[1], 1.0 + 0.6 * matrix.shape[0]))
+    image = ax.imshow(matrix, cmap=cmap)
+    ax.set_xticks(range(matrix.shape[1]), labels=[str(c) for c in col_labels], rotation=45,
+                  ha="right")
+    ax.set_yticks(range(matrix.shape[0]), labels=[str(r) for r in row_labels])
+    if matrix.size <= 400:
+        mid = (np.nanmax(matrix) + np.nanmin(matrix)) / 2
+        for (i, j), value in np.ndenumerate(matrix):
+            ax.text(j, i, fmt.format(value), ha="center", va="center", fontsize=8,
+                    color="black" if value > mid else "white")
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix(labels_true, labels_pred, class_names, normalize: bool = True,
+                     title: str | None = None):
+    """Confusion matrix (rows: true class, columns: predicted), row-normalised by default."""
+    labels_true = np.asarray(labels_true)
+    labels_pred = np.asarray(labels_pred)
+    n = len(class_names)
+    counts = np.zeros((n, n), dtype=float)
+    np.add.at(counts, (labels_true, labels_pred), 1)
+    values = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1) if normalize else counts
+    plt = _plt()
+    side = min(12.0, 2.0 + 0.35 * n)
+    fig, ax = plt.subplots(figsize=(side, side))
+    image = ax.imshow(values, cmap="Blues", vmin=0)
+    ticks = range(n)
+    show_names = n <= 40
+    ax.set_xticks(ticks, labels=class_names if show_names else [""] * n, rotation=90)
+    ax.set_yticks(ticks, labels=class_names if show_names else [""] * n)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    if n <= 15:
+        for (i, j), value in np.ndenumerate(values):
+            if value:
+                ax.text(j, i, f"{value:.2f}" if normalize else f"{int(value)}", ha="center",
+                        va="center", fontsize=8, color="white" if value > values.max() / 2 else "black")
+    ax.set_title(title or ("confusion matrix (row-normalised)" if normalize else "confusion matrix"))
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    return fig

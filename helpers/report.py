@@ -1,0 +1,97 @@
+"""What a notebook shows about where it runs: versions, devices, mode, caches; and the tiny banner."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import sys
+
+from helpers import config
+
+PACKAGES = ("tensorflow", "tf-keras", "tensorflow-hub", "jax", "jaxlib", "dm-haiku", "numpy",
+            "scikit-learn", "av", "setuptools")
+
+
+def in_colab() -> bool:
+    return "google.colab" in sys.modules
+
+
+def versions(packages=PACKAGES) -> dict[str, str]:
+    """Installed versions of the course's main packages ('missing' where absent); no imports."""
+    out = {"python": platform.python_version()}
+    for name in packages:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "missing"
+    return out
+
+
+def devices(frameworks=("tensorflow", "jax")) -> dict[str, list[str]]:
+    """Devices each framework sees. Imports the frameworks: call it only where they are needed."""
+    out: dict[str, list[str]] = {}
+    if "tensorflow" in frameworks:
+        import tensorflow as tf
+
+        out["tensorflow"] = [d.name for d in tf.config.list_logical_devices()]
+    if "jax" in frameworks:
+        import jax
+
+        out["jax"] = [f"{d.platform}:{d.id} ({d.device_kind})" for d in jax.devices()]
+    return out
+
+
+def environment(resources: dict[str, str] | None = None, frameworks=()) -> str:
+    """A short plain-text environment report.
+
+    ``resources``: resource name -> resolved mode (``real``/``tiny``), as returned by the model
+    modules' ``resolve_mode()`` functions. ``frameworks``: which frameworks to ask for devices.
+    """
+    lines = ["Environment"]
+    lines.append(f"  running in      : {'Google Colab' if in_colab() else 'local Python'} "
+                 f"({platform.system()} {platform.machine()})")
+    for name, version in versions().items():
+        lines.append(f"  {name:<16}: {version}")
+    if frameworks:
+        for framework, names in devices(frameworks).items():
+            lines.append(f"  {framework + ' devices':<16}: {', '.join(names)}")
+    lines.append(f"  mode requested  : {config.requested_mode()}")
+    for name, mode in (resources or {}).items():
+        lines.append(f"  {name:<16}: {mode}{'  <-- generated stand-in' if mode == 'tiny' else ''}")
+    lines.append(f"  cache root      : {config.cache_root()}")
+    if os.environ.get("TFHUB_CACHE_DIR"):
+        lines.append(f"  TFHUB_CACHE_DIR : {os.environ['TFHUB_CACHE_DIR']}")
+    return "\n".join(lines)
+
+
+BANNER_TEXT = (
+    "TINY MODE: {what} {verb} with random weights, not the official ones. "
+    "Every number below (similarities, accuracies, recalls) is meaningless and is NOT a result "
+    "of the real models. Run with internet access (or COURSE_MODE=real) for real results."
+)
+
+
+def banner(resources: dict[str, str] | None = None) -> str | None:
+    """Show a loud banner if any resource is a tiny stand-in; return its text (None if all real).
+
+    With no argument, uses every resource this process has resolved to tiny.
+    """
+    tiny = [n for n, m in resources.items() if m == "tiny"] if resources is not None \
+        else config.tiny_resources()
+    if not tiny:
+        return None
+    verb = "is a generated stand-in" if len(tiny) == 1 else "are generated stand-ins"
+    text = BANNER_TEXT.format(what=", ".join(tiny), verb=verb)
+    try:
+        from IPython import get_ipython
+        from IPython.display import HTML, display
+
+        if get_ipython() is not None:
+            display(HTML(
+                '<div style="border:4px solid #c00;background:#fee;color:#900;padding:12px;'
+                f'font-size:1.2em;font-weight:bold">&#9888; {text}</div>'))
+    except ImportError:
+        pass
+    print("!" * 78 + "\n!! " + text + "\n" + "!" * 78)
+    return text
