@@ -81,6 +81,7 @@ def main(argv: list[str]) -> int:
         env = {
             "COURSE_MODE": "tiny",
             "COURSE_CACHE_DIR": str(BUILD / "test-cache"),
+            "COURSE_DATA_DIR": str(BUILD / "test-cache" / "data"),
             "PYTHONUNBUFFERED": "1",
         }
         args = ["-m", "pytest", "-n", "2", "--dist", "loadfile", "--nbval-lax",

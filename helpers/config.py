@@ -16,6 +16,8 @@ Environment variables (read here and nowhere else)
 ``COURSE_CACHE_DIR``  cache root (default ``$XDG_CACHE_HOME/video-text-course`` or
                       ``~/.cache/video-text-course``); real and tiny files live in separate
                       sub-folders, so tiny mode never writes into a real cache.
+``COURSE_DATA_DIR``   where generated tiny-mode data (clips, mini-UCF101) goes (default
+                      ``data/generated`` in a checkout of the course, else ``<cache root>/data``).
 ``COURSE_BASE_URLS``  ``key=url,key=url`` overrides of :data:`BASE_URLS` (for the test
                       suite's local HTTP server; users never need it).
 """
@@ -30,6 +32,7 @@ from pathlib import Path
 ENV_MODE = "COURSE_MODE"
 ENV_CACHE_DIR = "COURSE_CACHE_DIR"
 ENV_BASE_URLS = "COURSE_BASE_URLS"
+ENV_DATA_DIR = "COURSE_DATA_DIR"
 
 MODES = ("auto", "real", "tiny")
 
@@ -87,6 +90,19 @@ def cache_dir(mode: str, *parts: str) -> Path:
     if mode not in ("real", "tiny"):
         raise ConfigError(f"cache_dir needs a resolved mode ('real' or 'tiny'), got {mode!r}")
     path = cache_root().joinpath(mode, *parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def data_dir(*parts: str) -> Path:
+    """Folder for generated tiny-mode data (``COURSE_DATA_DIR``), created."""
+    env = os.environ.get(ENV_DATA_DIR)
+    if env:
+        base = Path(env).expanduser()
+    else:
+        checkout_data = Path(__file__).resolve().parent.parent / "data"
+        base = checkout_data / "generated" if checkout_data.is_dir() else cache_root() / "data"
+    path = base.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
