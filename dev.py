@@ -89,6 +89,8 @@ def main(argv: list[str]) -> int:
         return run(py, *args, env=env)
     if command == "bench":
         py = ensure_env()
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                        "-r", str(ROOT / "benchmarks" / "requirements.txt")], check=True)
         return run(py, "-m", "benchmarks.run", *rest)
     print(f"unknown command {command!r}\n{__doc__}", file=sys.stderr)
     return 2

@@ -1,0 +1,356 @@
+"""Measure the course's hot paths and print one table.
+
+    python3.11 dev.py bench                      # everything (about 15 min on a 2-core CPU)
+    python3.11 dev.py bench --quick              # smaller sizes, a couple of minutes
+    python3.11 dev.py bench --only decode,probe  # some sections
+
+Sections: decode (decode + preprocess vs the official colab's OpenCV loop), backbone (MMV
+forward passes, compile vs steady state, achieved FLOP/s), extract (UCF101-style extraction on
+the mini-UCF, prefetching on vs off), probe (linear SVM fit at UCF101 split-1 sizes), memory (peak
+memory decoding a long 1080p video), suite (test suite and notebooks in tiny mode).
+
+Model weights here are the tiny-mode stand-ins at the official shapes: speed does not depend on
+the weights' values, so the timings hold for the real checkpoints. Nothing is asserted; the
+results are written to build/benchmarks/results.json and printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("COURSE_MODE", "tiny")
+os.environ.setdefault("COURSE_CACHE_DIR", str(ROOT / "build" / "bench-cache"))
+os.environ.setdefault("COURSE_DATA_DIR", str(ROOT / "build" / "bench-cache" / "data"))
+
+ROWS: list[dict] = []
+
+
+def record(section: str, what: str, value: float, unit: str, note: str = "") -> None:
+    row = {"section": section, "what": what, "value": value, "unit": unit, "note": note}
+    ROWS.append(row)
+    print(f"  {section:<9} {what:<52} {_fmt(value):>10} {unit:<10} {note}", flush=True)
+
+
+def _fmt(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3g}"
+
+
+def timed(fn, repeat: int = 3, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` in seconds over ``repeat`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+# ------------------------------------------------------------------------------------ media
+
+
+def _moving_frames(num: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A textured scene panning right: compresses like real footage, unlike noise."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, size=(height // 8 + 1, (width + 4 * num) // 8 + 1, 3), dtype=np.uint8)
+    scene = np.kron(base, np.ones((8, 8, 1), dtype=np.uint8))
+    return np.stack([scene[:height, 4 * i:4 * i + width] for i in range(num)])
+
+
+def make_media(folder: Path, quick: bool) -> dict[str, Path]:
+    from helpers import video
+
+    out = {}
+    out["gif"] = video.write_video(folder / "clip.gif", _moving_frames(40, 270, 480), fps=10)
+    out["mp4"] = video.write_video(folder / "clip.mp4", _moving_frames(40, 720, 1280), fps=25)
+    return out
+
+
+# ----------------------------------------------------------------------------------- decode
+
+
+def opencv_colab_clip(path: Path, max_frames: int = 32, size: int = 224) -> np.ndarray:
+    """The official MIL-NCE colab's loader, rewritten here as the baseline.
+
+    OpenCV reads frames one by one; each is centre-cropped to a square, resized to 224 with
+    cv2.resize (bilinear), turned from BGR to RGB; the stack is divided by 255 (float64).
+    Short videos repeat frames, as in the colab.
+    """
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            h, w = frame.shape[:2]
+            side = min(h, w)
+            top, left = (h - side) // 2, (w - side) // 2
+            frame = frame[top:top + side, left:left + side]
+            frame = cv2.resize(frame, (size, size))
+            frames.append(frame[:, :, [2, 1, 0]])
+            if len(frames) == max_frames:
+                break
+    finally:
+        capture.release()
+    clip = np.array(frames)
+    if len(clip) < max_frames:
+        clip = np.repeat(clip, -(-max_frames // len(clip)), axis=0)[:max_frames]
+    return clip / 255.0
+
+
+def bench_decode(quick: bool, workdir: Path) -> None:
+    from helpers import video
+
+    media = make_media(workdir, quick)
+    repeat = 3 if quick else 5
+    for kind, path in media.items():
+        info = video.video_info(path)
+        label = f"{kind} {info.width}x{info.height}"
+        ours = np.asarray(video.colab_clip(path))
+        base = opencv_colab_clip(path)
+        diff = float(np.abs(ours - base).max())
+        t_base = timed(lambda: opencv_colab_clip(path), repeat)
+        t_ours = timed(lambda: video.colab_clip(path), repeat)
+        record("decode", f"{label}: colab OpenCV loop, 32 frames", t_base * 1e3, "ms/clip")
+        record("decode", f"{label}: course pipeline, 32 frames", t_ours * 1e3, "ms/clip",
+               f"max abs diff vs OpenCV {diff:.3f}")
+        record("decode", f"{label}: speed-up over the colab loop", t_base / t_ours, "x",
+               "target >= 2x")
+    _bench_parallel_decoding(media["mp4"], quick)
+
+
+def _bench_parallel_decoding(path: Path, quick: bool) -> None:
+    from helpers import video
+
+    paths = [path] * (4 if quick else 8)
+    start = time.perf_counter()
+    video.load_clips(paths, progress=False)
+    serial = len(paths) / (time.perf_counter() - start)
+    record("decode", "mp4 720p clips decoded per second, one process", serial, "clips/s")
+    workers = getattr(video, "load_clips_parallel", None)
+    if workers is not None:
+        start = time.perf_counter()
+        workers(paths, progress=False)
+        parallel = len(paths) / (time.perf_counter() - start)
+        record("decode", f"mp4 720p clips decoded per second, {os.cpu_count()} workers", parallel,
+               "clips/s")
+
+
+# --------------------------------------------------------------------------------- backbone
+
+
+def bench_backbone(quick: bool) -> None:
+    import jax
+
+    from helpers import mmv
+
+    frames, side = (16, 112) if quick else (32, 224)
+    batches = (1, 2) if quick else (1, 8)
+    rng = np.random.default_rng(0)
+    for backbone in mmv.BACKBONES:
+        encoder = mmv.load_model(backbone)
+        for batch in batches:
+            if backbone == "tsm_resnet_x2" and batch > 1 and not quick:
+                repeat = 1
+            else:
+                repeat = 2
+            clips = rng.uniform(size=(batch, frames, side, side, 3)).astype(np.float32)
+            apply = mmv._compiled_apply(backbone)
+            x = mmv.space_to_depth(clips) if backbone == "s3d" else clips
+            start = time.perf_counter()
+            compiled = apply.lower(encoder.params, encoder.state, x).compile()
+            compile_s = time.perf_counter() - start
+            flops = _flops(compiled)
+            run = lambda: jax.block_until_ready(compiled(encoder.params, encoder.state, x))
+            start = time.perf_counter()
+            run()
+            first_s = time.perf_counter() - start
+            steady = timed(run, repeat=repeat, warmup=0)
+            name = f"{backbone} b{batch} {frames}x{side}x{side}"
+            record("backbone", f"{name}: compile", compile_s, "s")
+            record("backbone", f"{name}: first run after compile", first_s, "s")
+            record("backbone", f"{name}: steady state", steady * 1e3 / batch, "ms/clip",
+                   f"{batch / steady:.2f} clips/s")
+            if flops:
+                record("backbone", f"{name}: achieved", flops / steady / 1e9, "GFLOP/s",
+                       f"{flops / batch / 1e9:.1f} GFLOP per clip (XLA cost analysis)")
+        del encoder
+
+
+def _flops(compiled) -> float | None:
+    try:
+        analysis = compiled.cost_analysis()
+    except Exception:  # noqa: BLE001 - not every backend offers it; the table just omits the row
+        return None
+    if isinstance(analysis, (list, tuple)):
+        analysis = analysis[0] if analysis else {}
+    value = (analysis or {}).get("flops")
+    return float(value) if value else None
+
+
+# ------------------------------------------------------------------------------------ probe
+
+
+def bench_probe(quick: bool) -> None:
+    from helpers import probe
+
+    rng = np.random.default_rng(0)
+    n_train = 9_537 if quick else 95_370  # split 1: 9,537 training videos x 10 passes
+    classes = 101
+    for dim in (1024, 4096):
+        labels = np.arange(n_train) % classes
+        centres = rng.standard_normal((classes, dim)).astype(np.float32)
+        features = centres[labels] + 3.0 * rng.standard_normal((n_train, dim)).astype(np.float32)
+        start = time.perf_counter()
+        probe.fit(features, labels)
+        seconds = time.perf_counter() - start
+        record("probe", f"fit StandardScaler + LinearSVC(C=0.001), {n_train:,} x {dim}", seconds,
+               "s", f"{classes} classes")
+
+
+# ----------------------------------------------------------------------------------- memory
+
+
+_MEMORY_CHILD = r"""
+import resource, sys, numpy as np
+from helpers import video
+path, how = sys.argv[1], sys.argv[2]
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+if how == "eval_windows":
+    out = video.eval_windows(path)
+elif how == "colab_clip":
+    out = video.colab_clip(path)
+elif how == "load_everything":
+    out = np.stack(list(video.iter_frames(path)))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((peak - before) / 1024, out.shape)
+"""
+
+
+def bench_memory(quick: bool, workdir: Path) -> None:
+    from helpers import video
+
+    seconds = 8 if quick else 30
+    height, width = (720, 1280) if quick else (1080, 1920)
+    path = workdir / f"long_{height}p.mp4"
+    # Written in chunks, so making the test video does not need the memory it is meant to spare.
+    frames_total = seconds * 25
+    video.write_video(path, _chunked_frames(frames_total, height, width), fps=25)
+    raw_mb = frames_total * height * width * 3 / 2**20
+    for how in ("eval_windows", "colab_clip", "load_everything"):
+        result = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(path), how],
+                                capture_output=True, text=True, cwd=ROOT, timeout=900)
+        if result.returncode != 0:
+            record("memory", f"{how} on {seconds} s of {height}p", float("nan"), "MiB",
+                   result.stderr.strip().splitlines()[-1][:80])
+            continue
+        growth = float(result.stdout.split()[0])
+        record("memory", f"{how}: peak growth, {seconds} s of {height}p video", growth, "MiB",
+               f"all frames decoded would be {raw_mb:,.0f} MiB")
+
+
+def _chunked_frames(total: int, height: int, width: int):
+    for index in range(total):
+        yield _moving_frames(1, height, width, seed=index % 7)[0]
+
+
+# ------------------------------------------------------------------------------------ suite
+
+
+def bench_suite(quick: bool) -> None:
+    env = dict(os.environ, COURSE_MODE="tiny")
+    env["COURSE_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench-suite-")
+    env["COURSE_DATA_DIR"] = os.path.join(env["COURSE_CACHE_DIR"], "data")
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "2", "tests"], cwd=ROOT, env=env,
+                   capture_output=True, check=False)
+    record("suite", "unit tests (pytest -n 2 tests/)", time.perf_counter() - start, "s")
+    for notebook in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        start = time.perf_counter()
+        result = subprocess.run([sys.executable, "-m", "pytest", "-q", "--nbval-lax",
+                                 "--nbval-cell-timeout=600", str(notebook)], cwd=ROOT, env=env,
+                                capture_output=True, text=True, check=False)
+        status = "ok" if result.returncode == 0 else "FAILED"
+        record("suite", f"notebook {notebook.stem} (tiny)", time.perf_counter() - start, "s", status)
+
+
+# ------------------------------------------------------------------------------------- main
+
+SECTIONS = ("decode", "backbone", "extract", "probe", "memory", "suite")
+
+
+def machine() -> str:
+    import jax
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    devices = ", ".join(sorted({d.device_kind for d in jax.devices()}))
+    return f"{cpu}, {os.cpu_count()} cores, JAX devices: {devices}, Python {platform.python_version()}"
+
+
+def print_table(header: str) -> str:
+    lines = [header, "", "| section | measurement | value | unit | note |", "|---|---|---:|---|---|"]
+    for row in ROWS:
+        lines.append(f"| {row['section']} | {row['what']} | {_fmt(row['value'])} | {row['unit']} | "
+                     f"{row['note']} |")
+    table = "\n".join(lines)
+    print("\n" + table)
+    return table
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a fast look")
+    parser.add_argument("--only", default=",".join(SECTIONS),
+                        help=f"comma-separated sections ({', '.join(SECTIONS)})")
+    parser.add_argument("--out", type=Path, default=ROOT / "build" / "benchmarks")
+    args = parser.parse_args(argv)
+    chosen = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(chosen) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
+    header = f"Benchmarks, {time.strftime('%Y-%m-%d')}, {machine()}" + (" (--quick)" if args.quick else "")
+    print(header, flush=True)
+    with tempfile.TemporaryDirectory(prefix="course-bench-") as tmp:
+        workdir = Path(tmp)
+        for section in chosen:
+            print(f"\n[{section}]", flush=True)
+            if section in ("decode", "memory"):
+                globals()[f"bench_{section}"](args.quick, workdir)
+            else:
+                globals()[f"bench_{section}"](args.quick)
+    table = print_table(header)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps({"header": header, "rows": ROWS}, indent=1))
+    (args.out / "table.md").write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
