@@ -23,7 +23,8 @@ What a route can do (all per path, changeable at any time with :meth:`LocalServe
   holding the connection open for ``stall_seconds``, then close it.
 
 Every request is recorded: :meth:`LocalServer.stats` gives the count, the ``Range`` headers,
-the statuses and the body bytes actually sent for a path.
+the statuses and the body bytes handed to the socket for a path (counted before each write,
+so a client that has read them never sees a smaller count).
 
 Bounds (so a test can never hang on the server): the accept loop stops after ``max_requests``
 requests or ``lifetime`` seconds, handler threads are daemons, each response stops after
@@ -208,11 +209,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 if route.chunk_delay and sent:
                     time.sleep(min(route.chunk_delay, MAX_CHUNK_DELAY))
                 block = payload[sent:min(sent + chunk, limit)]
+                with owner._lock:  # counted before the write, so a client never outruns the count
+                    stats.bytes_served += len(block)
                 self.wfile.write(block)
                 self.wfile.flush()
                 sent += len(block)
-                with owner._lock:
-                    stats.bytes_served += len(block)
             if stalling:
                 time.sleep(min(route.stall_seconds, MAX_RESPONSE_SECONDS))
         except (BrokenPipeError, ConnectionResetError, socket.timeout, TimeoutError):
