@@ -26,7 +26,9 @@ What its source (0.16.1, ``resolver.py``, ``compressed_module_resolver.py``,
 - A connection dropped **between** two files of the archive is not noticed: ``tarfile`` in
   stream mode takes the missing header for the end of the archive, and hub ignores
   ``Content-Length`` and the gzip trailer. The truncated module is renamed into the cache,
-  and every later ``hub.load`` uses it without asking the network again: a broken entry.
+  and every later ``hub.load`` uses it without asking the network again: a broken entry
+  (loading it fails with ``FileNotFoundError: Unsuccessful TensorSliceReader constructor``
+  when the variables are missing).
 - A killed process leaves ``<sha1>.lock`` and ``<sha1>.<uid>.tmp``; the next ``hub.load``
   waits for the lock to go stale (10 minutes without the temporary folder growing) before it
   downloads again.
@@ -627,7 +629,8 @@ def _hub_invalid_archive(exc: BaseException) -> bool:
 
 
 def explain_hub_error(handle: str, exc: BaseException,
-                      cache_dir: str | os.PathLike | None = None) -> DownloadError:
+                      cache_dir: str | os.PathLike | None = None, *,
+                      timeout: float | None = None) -> DownloadError:
     """Turn an exception from ``tensorflow_hub.load(handle)`` into a clear :class:`DownloadError`.
 
     What hub raises (0.16.1, see the module docstring): ``HTTPError`` for HTTP refusals (403
@@ -636,7 +639,7 @@ def explain_hub_error(handle: str, exc: BaseException,
     ``OSError('... does not appear to be a valid module')`` or ``ConnectionResetError`` when
     the connection drops mid-archive, and TensorFlow / ``OSError`` load errors when the cached
     folder is damaged. With ``cache_dir`` the cache entry is inspected, and a damaged one is
-    named with the command to delete it.
+    named with the command to delete it. ``timeout``: the socket timeout that was in use.
     """
     if cache_dir is not None:
         folder = hub_cache_folder(handle, cache_dir)
@@ -652,14 +655,15 @@ def explain_hub_error(handle: str, exc: BaseException,
                 )
     archive = handle.rstrip("/") + "?tf-hub-format=compressed"
     if isinstance(exc, (urllib.error.URLError, TimeoutError, socket.timeout)):
-        error = explain_url_error(handle, exc)
+        error = explain_url_error(handle, exc, timeout=timeout)
         if isinstance(exc, urllib.error.HTTPError) and exc.code == 403:
+            folder = (hub_cache_folder(handle, cache_dir) if cache_dir is not None
+                      else "<TFHUB_CACHE_DIR>/<sha1 of the handle>")
             error = DownloadError(
                 handle, error.problem,
                 "wait a few minutes and load again (each request gets a fresh signed link); if "
                 f"it persists, download {archive} in a browser and unpack the .tar.gz into "
-                f"{hub_cache_folder(handle, cache_dir) if cache_dir else '<TFHUB_CACHE_DIR>/<sha1 of the handle>'}; "
-                "or run the course with COURSE_MODE=tiny to use the generated stand-ins",
+                f"{folder}; or run the course with COURSE_MODE=tiny to use the generated stand-ins",
             )
         return error
     if _hub_invalid_archive(exc) or isinstance(exc, (ConnectionError, http.client.HTTPException)):
@@ -730,7 +734,7 @@ def hub_load(handle: str, cache_dir: str | os.PathLike, *, tags=None, timeout: f
                          or (isinstance(exc, (ConnectionError, http.client.HTTPException,
                                               urllib.error.URLError))
                              and not isinstance(exc, urllib.error.HTTPError) and not _is_offline(exc)))
-            error = explain_hub_error(handle, exc, cache_dir)
+            error = explain_hub_error(handle, exc, cache_dir, timeout=timeout)
             if not transient or attempt > retries:
                 raise error from exc
             if damaged:

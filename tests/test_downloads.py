@@ -239,7 +239,7 @@ def test_base_url_overrides_point_registry_entries_at_the_local_server(http_serv
     http_server.add("/set/mmv/mmv_s3d.pkl", PAYLOAD)
 
     # 1. The environment variable (read at each call).
-    monkeypatch.setenv(config.ENV_BASE_URLS, f"mmv={http_server.url('env')}/,tfhub=http://x.invalid")
+    monkeypatch.setenv(config.ENV_BASE_URLS, f"mmv={http_server.url('env')}/, tfhub=http://x.invalid")
     assert resource.url == http_server.url("env/mmv_s3d.pkl")
     path = downloads.fetch(resource, tmp_path / "a", progress=False)
     assert path.read_bytes() == PAYLOAD
@@ -258,3 +258,6 @@ def test_malformed_base_url_override_is_a_clear_error(monkeypatch):
     monkeypatch.setenv(config.ENV_BASE_URLS, "mmv")
     with pytest.raises(config.ConfigError, match="key=url"):
         config.url("mmv", "x")
+    monkeypatch.setenv(config.ENV_BASE_URLS, "tfhb=http://127.0.0.1:1")  # misspelt key
+    with pytest.raises(config.ConfigError, match="'tfhb'.*known: mmv, tfhub"):
+        config.url("tfhub", "x")

@@ -5,7 +5,6 @@ import os
 import random
 import struct
 import zipfile
-from pathlib import Path
 
 import pytest
 from httpserver_fixture import http_server  # noqa: F401 - pytest fixture
