@@ -29,9 +29,11 @@ What its source (0.16.1, ``resolver.py``, ``compressed_module_resolver.py``,
   and every later ``hub.load`` uses it without asking the network again: a broken entry
   (loading it fails with ``FileNotFoundError: Unsuccessful TensorSliceReader constructor``
   when the variables are missing).
-- A killed process leaves ``<sha1>.lock`` and ``<sha1>.<uid>.tmp``; the next ``hub.load``
-  waits for the lock to go stale (10 minutes without the temporary folder growing) before it
-  downloads again.
+- A killed process leaves ``<sha1>.lock`` and ``<sha1>.<uid>.tmp`` (seen with a child
+  process killed by SIGKILL mid-archive). The next ``hub.load`` waits for the lock to go
+  stale before it downloads again: it checks every 10 minutes whether the lock's temporary
+  folder grew, and the first check never counts (it compares against no earlier lock
+  content), so it waits about 20 minutes.
 
 :func:`hub_load` guards against all of these; :func:`explain_hub_error` turns hub's errors into
 :class:`DownloadError` messages; :func:`hub_cache_problems`, :func:`hub_cache_entry_ok` and
@@ -547,7 +549,7 @@ def hub_cache_problems(handle: str, cache_dir: str | os.PathLike, *, deep: bool 
       ``variables.data-K-of-N`` shard, variables present when the graph declares them, and
       with ``deep=True`` every variable readable (reads them all: seconds for big models);
     - ``<sha1>.lock`` left by a process of this machine that no longer runs (hub would wait
-      10 minutes before downloading again), or held by a live one;
+      about 20 minutes before downloading again), or held by a live one;
     - ``<sha1>.<uid>.tmp`` folders that no running download owns.
 
     An absent entry is not a problem (hub downloads it). Each line names the path.
@@ -575,7 +577,7 @@ def hub_cache_problems(handle: str, cache_dir: str | os.PathLike, *, deep: bool 
                                 "no download is running there")
             else:
                 problems.append(f"{lock}: left by process {pid}, which no longer runs (a killed "
-                                "download); tensorflow_hub would wait 10 minutes for it")
+                                "download); tensorflow_hub would wait about 20 minutes for it")
     for tmp in sorted(cache_dir.glob(f"{folder.name}.*.tmp")):
         if live_uid is None or not tmp.name.endswith(f".{live_uid}.tmp"):
             problems.append(f"{tmp}: unfinished download folder of a process that no longer runs")
@@ -701,7 +703,7 @@ def hub_load(handle: str, cache_dir: str | os.PathLike, *, tags=None, timeout: f
     """``tensorflow_hub.load(handle)`` through the cache ``cache_dir``, with the course's guards.
 
     Before loading: a lock file left by a killed process and orphaned temporary folders are
-    removed (hub would wait 10 minutes), and so is a damaged cache entry.
+    removed (hub would wait about 20 minutes), and so is a damaged cache entry.
     While loading: ``timeout`` seconds is the socket default timeout (hub sets none, so a stall
     would hang for ever; note it is process-wide meanwhile), ``TFHUB_CACHE_DIR`` is
     ``cache_dir``, ``TFHUB_MODEL_LOAD_FORMAT`` is ``COMPRESSED`` and, with ``progress``,
@@ -718,6 +720,8 @@ def hub_load(handle: str, cache_dir: str | os.PathLike, *, tags=None, timeout: f
     cache_dir.mkdir(parents=True, exist_ok=True)
     for path in repair_hub_cache(handle, cache_dir):
         print(f"Removed {path} (left by an interrupted or damaged TF-Hub download)", file=sys.stderr)
+    for problem in hub_cache_problems(handle, cache_dir):  # what is left: another live download
+        print(f"Note: {problem}", file=sys.stderr)
     env = {"TFHUB_CACHE_DIR": str(cache_dir), "TFHUB_MODEL_LOAD_FORMAT": "COMPRESSED"}
     if progress:
         env["TFHUB_DOWNLOAD_PROGRESS"] = "1"

@@ -137,6 +137,7 @@ class RemoteZip:
         self.bytes_transferred = 0
         self.requests = 0
         self.size: int | None = None
+        self._etag: str | None = None
         self.members: list[ZipMember] = self._read_directory()
         self._by_name = {m.name: m for m in self.members}
 
@@ -164,11 +165,14 @@ class RemoteZip:
             raise RemoteZipError(self.url, "the server answered a range request with a "
                                  f"missing or different Content-Range "
                                  f"({response.headers.get('Content-Range')!r})", "try another mirror")
-        if self.size is not None and total != self.size:
+        etag = response.headers.get("ETag")
+        if (self.size is not None and total != self.size) or (self._etag and etag and etag != self._etag):
             response.close()
-            raise RemoteZipError(self.url, f"the zip changed on the server while being read (its "
-                                 f"size went from {self.size} to {total} bytes)", "run again")
+            raise RemoteZipError(self.url, "the zip changed on the server while being read (size "
+                                 f"{self.size} -> {total} bytes, ETag {self._etag} -> {etag})",
+                                 "run again")
         self.size = total
+        self._etag = self._etag or etag
         return response, int(match.group(1))
 
     def _explain(self, err: BaseException) -> DownloadError:

@@ -214,3 +214,13 @@ def _as_zip64(data: bytes) -> bytes:
     locator = struct.pack("<4sLQL", b"PK\x06\x07", 0, record_at, 1)
     end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
     return data[:cd_offset] + directory + record + locator + end
+
+
+def test_a_zip_that_changes_between_requests_is_an_error(http_server, ucf_zip, tmp_path):
+    url, data, files = ucf_zip
+    remote = RemoteZip(url)
+    other, _ = build_ucf_zip(seed=1)  # same layout, other bytes and size
+    http_server.add("/thumos14_files/UCF101_videos.zip", other)
+    with pytest.raises(RemoteZipError, match="changed on the server"):
+        remote.fetch([next(iter(files))], tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == []
