@@ -318,6 +318,9 @@ class RemoteZip:
         dest_dir = Path(dest_dir)
         chosen = self.select(names_or_predicate)
         targets = {m.name: dest_dir / self._relative(m, flatten) for m in chosen}
+        if len(set(targets.values())) != len(targets):
+            raise RemoteZipError(self.url, "two selected members would be written to the same "
+                                 "file (flatten=True drops their folders)", "use flatten=False")
         todo = [m for m in chosen if not _present(targets[m.name], m)]
         todo.sort(key=lambda m: m.header_offset)
         from tqdm.auto import tqdm
