@@ -128,6 +128,9 @@ def _parse_env_overrides() -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip() or not value.strip():
             raise ConfigError(f"{ENV_BASE_URLS} entry {item!r} is not of the form key=url")
+        if key.strip() not in BASE_URLS:  # a misspelt key would silently leave the real host
+            raise ConfigError(f"{ENV_BASE_URLS} names {key.strip()!r}, which is not a base URL "
+                              f"key; known: {', '.join(sorted(BASE_URLS))}")
         out[key.strip()] = value.strip()
     return out
 
