@@ -235,7 +235,7 @@ def safe_unpickle(source) -> object:
             raise type(err)(f"{name}: {err}") from None
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, KeyError,
-            IndexError, MemoryError, OverflowError) as err:
+            IndexError, MemoryError, OverflowError, RecursionError) as err:
         raise CheckpointError(
             f"{name}: not a readable checkpoint pickle ({type(err).__name__}: {err}); the file is "
             "probably truncated or corrupt: delete it and download it again") from None

@@ -14,11 +14,13 @@ Batch norm is evaluation-only: ``y = (x - mean_ema.average) * scale * rsqrt(var_
 
 from __future__ import annotations
 
+import functools
+
 import haiku as hk
 import jax
 import jax.numpy as jnp
 
-from helpers.mmv import space_to_depth
+from helpers.mmv import BACKBONES, space_to_depth
 
 BN_EPS = 1e-5
 #: TSM shifts 1/8 of the channels one frame forward and 1/8 one frame back.
@@ -295,13 +297,18 @@ class TextAudioVideo(hk.Module):
         }
 
 
+@functools.lru_cache(maxsize=None)
 def transformed(backbone: str) -> hk.TransformedWithState:
     """``hk.transform_with_state`` of the model: ``apply(params, state, clip) -> (outputs, state)``.
+
+    Cached, so every ``jax.jit(transformed(b).apply)`` shares JAX's compilation cache.
 
     ``clip``: ``[B, T, H, W, 3]`` float32 in [0, 1] (even T, H, W for S3D). Outputs:
     ``vid_repr [B, D]``, ``va [B, 512]``, ``vat [B, 256]``, ``endpoint_means {name: [B, C]}``,
     ``first_endpoint_slice [B, <=2, <=4, <=4, C]``.
     """
+    if backbone not in BACKBONES:
+        raise ValueError(f"unknown MMV backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
     return hk.without_apply_rng(hk.transform_with_state(lambda clip: TextAudioVideo(backbone)(clip)))
 
 

@@ -171,3 +171,64 @@ def test_cli_runs_as_a_module():
                             env={"PYTHONPATH": str(ROOT), "PATH": ""})
     assert result.returncode == 0, result.stderr
     assert "--backbone" in result.stdout and "tsm_resnet_x2" in result.stdout
+
+
+# --------------------------------------------------------------------------- notebook 03's clips and picture
+
+
+def test_synthetic_clips_move_and_are_in_range():
+    from helpers import mmv_clips
+
+    clips, names = mmv_clips.demo_clips(num_frames=6, size=32, mode="tiny")
+    assert clips.shape == (3, 6, 32, 32, 3) and clips.dtype == np.float32
+    assert names == list(mmv_clips.SYNTHETIC)
+    assert 0.0 <= clips.min() and clips.max() <= 1.0
+    for clip in clips:
+        assert np.abs(clip[-1] - clip[0]).max() > 0.3  # something moves
+
+
+def test_real_mode_clips_come_from_the_gifs(tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    from PIL import Image
+
+    from helpers import config, mmv_clips
+
+    served = tmp_path / "commons"
+    for name, path in mmv_clips.GIFS.items():
+        frames = [Image.fromarray(np.full((30, 40, 3), 40 * i, np.uint8)) for i in range(5)]
+        target = served / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        frames[0].save(target, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    config.set_base_url("wikimedia", f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        clips, names = mmv_clips.demo_clips(num_frames=8, size=16, mode="real")
+    finally:
+        config.set_base_url("wikimedia", None)
+        server.shutdown()
+    assert names == list(mmv_clips.GIFS) and clips.shape == (3, 8, 16, 16, 3)
+    levels = clips[0, :, 8, 8, 0] * 255
+    np.testing.assert_allclose(levels, [0, 40, 80, 120, 160, 0, 40, 80], atol=2)  # 5 frames, looped
+
+
+def test_space_to_depth_picture_shows_the_packed_groups():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from helpers import mmv_clips, plots
+
+    clip = mmv_clips.synthetic_clip("moving disc", 4, 32)
+    fig = plots.space_to_depth(clip, step=1, patch=4)
+    images = [ax.images[0].get_array() for ax in fig.axes]
+    assert len(images) == 12  # 2 frames, 2 zooms, 8 groups
+    packed = mmv.space_to_depth(clip[None])[0, 1]
+    for k in range(8):
+        np.testing.assert_array_equal(np.asarray(images[4 + k]), packed[:, :, 3 * k:3 * k + 3])
+    with pytest.raises(ValueError, match="even"):
+        plots.space_to_depth(clip[:3])
