@@ -40,6 +40,7 @@ from helpers.mmv_checkpoint import (  # noqa: F401  (re-exported)
     expected_tree,
     guess_backbone,
     load_checkpoint,
+    tree_bytes,
 )
 
 FEATURE_DIM = {"s3d": 1024, "tsm_resnet_x1": 2048, "tsm_resnet_x2": 4096}
@@ -68,7 +69,9 @@ RESOURCES = {
     for backbone in BACKBONES
 }
 
-DEFAULT_BATCH_SIZE = 8
+#: Clips per forward pass by default: TSM-ResNet runs B*T frames as images, so it needs smaller
+#: batches than S3D-G to stay within a few GB at 32x224x224.
+DEFAULT_BATCH_SIZE = {"s3d": 8, "tsm_resnet_x1": 4, "tsm_resnet_x2": 2}
 
 
 class ClipError(ValueError):
@@ -114,7 +117,7 @@ def checkpoint_path(backbone: str, mode: str | None = None) -> Path:
         raise config.ConfigError(f"mode must be 'real' or 'tiny', got {mode!r}")
     resource = RESOURCES[backbone]
     path = downloads.fetch(resource, config.cache_dir("real", "mmv"))
-    minimum = _minimum_size(backbone)
+    minimum = tree_bytes(backbone)  # no published sizes: the video part alone is a lower bound
     if path.stat().st_size < minimum:
         size = path.stat().st_size
         path.unlink()
@@ -122,12 +125,6 @@ def checkpoint_path(backbone: str, mode: str | None = None) -> Path:
             resource.url, f"got {size} bytes, but the video part alone needs {minimum}",
             "the server sent something else (an error page?); retry later")
     return path
-
-
-def _minimum_size(backbone: str) -> int:
-    from helpers.mmv_checkpoint import tree_bytes
-
-    return tree_bytes(backbone)
 
 
 # --------------------------------------------------------------------------- clips
@@ -197,16 +194,19 @@ class VideoEncoder:
 
     ``clips``: ``[B, T, H, W, 3]`` float32 in [0, 1]; any T, H, W (even for S3D-G). The
     official evaluation uses 32 frames of 224x224. Clips are run ``batch_size`` at a time
-    (the last batch padded, so one compiled program serves every batch).
+    (default :data:`DEFAULT_BATCH_SIZE`; the last batch is padded, so one compiled program
+    serves every batch).
     """
 
-    def __init__(self, backbone: str, checkpoint: dict, batch_size: int = DEFAULT_BATCH_SIZE,
+    def __init__(self, backbone: str, checkpoint: dict, batch_size: int | None = None,
                  source: str = "in memory"):
         import jax
 
         self.backbone = _check_backbone(backbone)
         self.feature_dim = FEATURE_DIM[backbone]
-        self.batch_size = int(batch_size)
+        self.batch_size = DEFAULT_BATCH_SIZE[backbone] if batch_size is None else int(batch_size)
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.source = source
         self.num_params = count_params(checkpoint["params"])
         self.params = jax.device_put(checkpoint["params"])
@@ -245,11 +245,12 @@ class VideoEncoder:
         return self.forward(clips)["endpoint_means"]
 
 
-def load_model(backbone: str, checkpoint=None, batch_size: int = DEFAULT_BATCH_SIZE) -> VideoEncoder:
+def load_model(backbone: str, checkpoint=None, batch_size: int | None = None) -> VideoEncoder:
     """Build :class:`VideoEncoder` for ``backbone`` from a checkpoint.
 
     ``checkpoint``: a pickle path, an already loaded ``{'params', 'state'}`` dict (from
     :func:`load_checkpoint`), or ``None`` for :func:`checkpoint_path` (download / stand-in).
+    ``batch_size``: clips per forward pass (default :data:`DEFAULT_BATCH_SIZE`).
     Raises :class:`CheckpointError` for a bad or unsafe file.
     """
     _check_backbone(backbone)
@@ -316,9 +317,10 @@ def main(argv=None) -> int:
     embed.add_argument("--clips", required=True,
                        help=".npy file of clips [B, T, H, W, 3] float32 in [0, 1]")
     embed.add_argument("--out", required=True, help="output .npz (vid_repr, va, vat)")
-    embed.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    embed.add_argument("--batch-size", type=int, default=None,
+                       help="clips per forward pass (default: s3d 8, tsm_resnet_x1 4, x2 2)")
     args = parser.parse_args(argv)
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
     try:
         return _embed(args)

@@ -162,6 +162,13 @@ def _latin1_encode(text, encoding="latin1"):
     return text.encode("latin1")
 
 
+def _empty_bytes(*args):
+    # Protocols 0-2 store an empty bytes object (a zero-size array's data) as a call to bytes().
+    if args:
+        raise UnsafeCheckpointError("bytes() called with arguments")
+    return b""
+
+
 def _mapping_as_dict(*args):
     """Haiku's FlatMapping / frozendict (and OrderedDict) rebuilt as a plain dict."""
     if not args:
@@ -187,6 +194,8 @@ SAFE_GLOBALS = {
     ("numpy.core.numeric", "_frombuffer"): _safe_frombuffer,
     ("numpy._core.numeric", "_frombuffer"): _safe_frombuffer,
     ("_codecs", "encode"): _latin1_encode,
+    ("builtins", "bytes"): _empty_bytes,
+    ("__builtin__", "bytes"): _empty_bytes,  # the name protocols 0-2 write
     ("collections", "OrderedDict"): _mapping_as_dict,
     **{(module, name): _mapping_as_dict for module in _HAIKU_MODULES for name in _HAIKU_MAPPINGS},
 }

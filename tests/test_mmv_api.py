@@ -129,7 +129,7 @@ def test_cli_embeds_clips_like_the_python_api(encoder, tmp_path, capsys):
 
 def test_cli_takes_an_explicit_checkpoint(tmp_path, capsys):
     path = standin.write_checkpoint(standin.make_checkpoint("s3d", seed=9), tmp_path / "mine.pkl",
-                                    container="flatmapping")
+                                    container="dict")
     np.save(tmp_path / "clips.npy", _clips(2))
     status = mmv.main(["embed", "--backbone", "s3d", "--checkpoint", str(path),
                        "--clips", str(tmp_path / "clips.npy"), "--out", str(tmp_path / "o.npz")])
@@ -232,3 +232,10 @@ def test_space_to_depth_picture_shows_the_packed_groups():
         np.testing.assert_array_equal(np.asarray(images[4 + k]), packed[:, :, 3 * k:3 * k + 3])
     with pytest.raises(ValueError, match="even"):
         plots.space_to_depth(clip[:3])
+
+
+def test_batch_size_defaults_per_backbone_and_must_be_positive():
+    tree = standin.make_checkpoint("s3d")
+    assert mmv.load_model("s3d", tree).batch_size == mmv.DEFAULT_BATCH_SIZE["s3d"]
+    with pytest.raises(ValueError, match="at least 1"):
+        mmv.load_model("s3d", tree, batch_size=0)

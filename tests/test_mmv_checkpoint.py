@@ -63,7 +63,7 @@ def test_rule_values_do_not_depend_on_the_subset_generated():
 
 
 @pytest.mark.parametrize("container,numpy1_names,protocol", [
-    ("dict", False, 4), ("dict", False, 5), ("dict", True, 2), ("dict", True, 4),
+    ("dict", False, 0), ("dict", False, 4), ("dict", False, 5), ("dict", True, 2), ("dict", True, 4),
     ("flatmapping", False, 5), ("flatmapping", True, 2), ("flatmapping", True, 4),
 ])
 def test_every_official_pickle_form_loads_to_the_same_arrays(s3d_tree, tmp_path, container,
@@ -144,6 +144,13 @@ def test_code_executing_pickles_are_refused_and_never_run(tmp_path):
         assert name in message and str(path) in message, (label, message)
         assert "Nothing from the file was executed" in message
         assert not marker.exists(), f"{label}: the payload ran"
+
+
+def test_zero_size_arrays_and_numpy_scalars_load():
+    for protocol in (0, 2, 4, 5):
+        raw = pickle.dumps({"a": np.zeros((0, 3), np.float32), "b": np.int32(1)}, protocol=protocol)
+        loaded = mmv_checkpoint.safe_unpickle(raw)
+        assert loaded["a"].shape == (0, 3) and loaded["b"] == 1 and loaded["b"].dtype == np.int32
 
 
 def test_allowed_names_cannot_be_abused():
