@@ -97,3 +97,74 @@ def confusion_matrix(labels_true, labels_pred, class_names, normalize: bool = Tr
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
     return fig
+
+
+# --- mmv ---
+
+
+def space_to_depth(clip, step: int = 0, patch: int = 4, corner=None):
+    """Draw S3D-G's space-to-depth step on one clip ``[T, H, W, 3]`` (uint8, or float in [0, 1]).
+
+    Top row: input frames ``2*step`` and ``2*step + 1`` and a ``patch`` x ``patch`` pixel square of
+    each (at ``corner`` = (row, column), default: where the first frame has most detail), every
+    pixel labelled with the packed group ``k = (dt * 2 + dh) * 2 + dw`` it goes to.
+    Lower rows: the eight groups of output step ``step``, i.e. channels ``3k .. 3k+2`` of the
+    ``[H/2, W/2, 24]`` result shown as RGB images at half the resolution. Needs even T, H, W.
+    """
+    clip = np.asarray(clip)
+    clip = clip.astype(np.float32) / 255.0 if clip.dtype == np.uint8 else np.clip(clip, 0.0, 1.0)
+    frames, height, width, channels = clip.shape
+    if frames % 2 or height % 2 or width % 2 or channels != 3:
+        raise ValueError(f"space_to_depth needs a clip [T, H, W, 3] with even T, H, W; "
+                         f"got {clip.shape}")
+    if not 0 <= step < frames // 2:
+        raise ValueError(f"step must be in [0, {frames // 2}), got {step}")
+    pair = clip[2 * step:2 * step + 2]
+    if corner is None:  # the even-aligned spot with the strongest edges, so the zoom shows something
+        detail = np.abs(np.diff(pair[0].mean(-1), axis=0))[:, :-1] + \
+            np.abs(np.diff(pair[0].mean(-1), axis=1))[:-1, :]
+        row, col = np.unravel_index(np.argmax(detail), detail.shape)
+        corner = (int(min(max(row - patch // 2, 0), height - patch)) // 2 * 2,
+                  int(min(max(col - patch // 2, 0), width - patch)) // 2 * 2)
+    top, left = corner
+    if top % 2 or left % 2:
+        raise ValueError(f"corner must have even coordinates (2x2 blocks start there), got {corner}")
+    # [2, H/2, 2, W/2, 2, 3] -> [H/2, W/2, (dt, dh, dw), 3]: group k holds pixels (2h+dh, 2w+dw).
+    groups = pair.reshape(2, height // 2, 2, width // 2, 2, 3).transpose(1, 3, 0, 2, 4, 5)
+    groups = groups.reshape(height // 2, width // 2, 8, 3)
+
+    plt = _plt()
+    fig = plt.figure(figsize=(12, 8.4))
+    grid = fig.add_gridspec(3, 4, height_ratios=(1.1, 1, 1))
+    for dt in range(2):
+        ax = fig.add_subplot(grid[0, dt])
+        ax.imshow(pair[dt])
+        ax.add_patch(plt.Rectangle((left - 0.5, top - 0.5), patch, patch, fill=False, color="white",
+                                   lw=1.5))
+        ax.set_title(f"input frame {2 * step + dt} (dt={dt})", fontsize=9)
+        ax.axis("off")
+        zoom = fig.add_subplot(grid[0, 2 + dt])
+        zoom.imshow(pair[dt, top:top + patch, left:left + patch], interpolation="nearest")
+        for i in range(patch):
+            for j in range(patch):
+                k = (dt * 2 + i % 2) * 2 + j % 2
+                zoom.text(j, i, str(k), ha="center", va="center", fontsize=10, color="white",
+                          bbox=dict(boxstyle="round,pad=0.15", fc="black", alpha=0.45, lw=0))
+        for edge in range(0, patch + 1, 2):  # 2x2 blocks become one output position
+            zoom.axhline(edge - 0.5, color="white", lw=1.5)
+            zoom.axvline(edge - 0.5, color="white", lw=1.5)
+        zoom.set_title(f"{patch}x{patch} pixels at ({top}, {left}) of frame {2 * step + dt}:\n"
+                       "number = group k the pixel goes to", fontsize=9)
+        zoom.set_xticks([])
+        zoom.set_yticks([])
+    for k in range(8):
+        dt, dh, dw = k // 4, (k // 2) % 2, k % 2
+        ax = fig.add_subplot(grid[1 + k // 4, k % 4])
+        ax.imshow(groups[:, :, k])
+        ax.set_title(f"group {k}: channels {3 * k}-{3 * k + 2}\n(dt={dt}, dh={dh}, dw={dw})",
+                     fontsize=9)
+        ax.axis("off")
+    fig.suptitle(f"Space-to-depth: frames {2 * step}-{2 * step + 1} ({height}x{width}x3 each) "
+                 f"-> one step of {height // 2}x{width // 2}x24")
+    fig.tight_layout()
+    return fig
