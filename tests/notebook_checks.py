@@ -1,0 +1,84 @@
+"""The course's rules for a committed notebook, as a function the tests (and you) can call."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from helpers._project import REPO_URL, colab_install_cell
+
+ALLOWED_METADATA = {"kernelspec", "language_info", "colab"}
+REQUIRED_INTRO = ("What you'll do", "What you'll learn", "What you'll need")
+REQUIRED_SECTIONS = ("## Setup", "## Summary", "## Exercises", "## Further reading")
+
+
+def _headings(markdown: str) -> list[str]:
+    """Markdown ATX headings, skipping fenced code blocks."""
+    out, fenced = [], False
+    for line in markdown.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            continue
+        if not fenced and re.match(r"#{1,6} ", line):
+            out.append(line.strip())
+    return out
+
+
+def badge_url(filename: str) -> str:
+    repo = REPO_URL.split("github.com/", 1)[1]
+    return f"https://colab.research.google.com/github/{repo}/blob/main/notebooks/{filename}"
+
+
+def check_notebook(nb, filename: str) -> list[str]:
+    """Return every rule ``nb`` (an nbformat v4 notebook) breaks; empty when it is fine."""
+    problems: list[str] = []
+    cells = nb.cells
+    if not cells or cells[0].cell_type != "markdown":
+        return ["the first cell must be markdown with the title"]
+    markdown = [c.source for c in cells if c.cell_type == "markdown"]
+    headings = [h for source in markdown for h in _headings(source)]
+    h1 = [h for h in headings if h.startswith("# ")]
+    if len(h1) != 1:
+        problems.append(f"expected exactly one H1 title, found {len(h1)}: {h1}")
+    if not cells[0].source.lstrip().startswith("# "):
+        problems.append("the first cell must start with the H1 title")
+    if badge_url(filename) not in cells[0].source:
+        problems.append(f"the first cell lacks an Open-in-Colab badge linking to {badge_url(filename)}")
+    if "colab-badge.svg" not in cells[0].source:
+        problems.append("the Colab badge image is missing from the first cell")
+    intro = "\n".join(c.source for c in cells[: next((i for i, c in enumerate(cells)
+                                                      if "## Setup" in c.source), len(cells))])
+    for phrase in REQUIRED_INTRO:
+        if phrase not in intro:
+            problems.append(f"'{phrase}' is missing before ## Setup")
+    positions = {}
+    for section in REQUIRED_SECTIONS:
+        found = [i for i, h in enumerate(headings) if h == section]
+        if not found:
+            problems.append(f"section '{section}' is missing")
+        else:
+            positions[section] = found[0]
+    order = [positions[s] for s in REQUIRED_SECTIONS if s in positions]
+    if order != sorted(order):
+        problems.append("sections must come in the order Setup, Summary, Exercises, Further reading")
+    code_cells = [c for c in cells if c.cell_type == "code"]
+    if not code_cells or code_cells[0].source != colab_install_cell():
+        problems.append("the first code cell must be helpers._project.colab_install_cell() "
+                        "(run `python dev.py sync-notebooks`)")
+    for index, cell in enumerate(cells):
+        if cell.cell_type == "code":
+            if cell.get("outputs"):
+                problems.append(f"cell {index} has committed outputs")
+            if cell.get("execution_count") is not None:
+                problems.append(f"cell {index} has an execution count")
+    kernelspec = nb.metadata.get("kernelspec", {})
+    if kernelspec.get("name") != "python3":
+        problems.append(f"kernelspec must be python3, got {kernelspec.get('name')!r}")
+    extra = set(nb.metadata) - ALLOWED_METADATA
+    if extra:
+        problems.append(f"unexpected notebook metadata: {sorted(extra)}")
+    return problems
+
+
+def notebook_files(root: Path) -> list[Path]:
+    return sorted((root / "notebooks").glob("*.ipynb"))

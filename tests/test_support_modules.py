@@ -1,0 +1,90 @@
+"""helpers.atomic, helpers.report, helpers.plots, helpers.gpu."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import atomic, config, gpu, plots, report
+
+
+def test_atomic_path_replaces_only_on_success(tmp_path):
+    dest = tmp_path / "out.bin"
+    dest.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic.atomic_path(dest) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("interrupted")
+    assert dest.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"], "temporary file left behind"
+    atomic.write_bytes(dest, b"new")
+    assert dest.read_bytes() == b"new"
+
+
+def test_save_npz_round_trips(tmp_path):
+    path = atomic.save_npz(tmp_path / "sub" / "a.npz", x=np.arange(5), y=np.ones((2, 2)))
+    with np.load(path) as data:
+        assert data["x"].tolist() == [0, 1, 2, 3, 4]
+        assert data["y"].shape == (2, 2)
+
+
+def test_versions_reports_missing_packages():
+    out = report.versions(("numpy", "surely-not-installed-package"))
+    assert out["numpy"] == np.__version__
+    assert out["surely-not-installed-package"] == "missing"
+    assert out["python"].count(".") == 2
+
+
+def test_environment_report_flags_stand_ins():
+    text = report.environment({"MIL-NCE": "tiny", "MMV s3d": "real"})
+    assert "MIL-NCE" in text and "generated stand-in" in text
+    assert text.count("generated stand-in") == 1
+    assert str(config.cache_root()) in text
+
+
+def test_banner_only_when_something_is_tiny(capsys):
+    assert report.banner({"MMV": "real"}) is None
+    assert capsys.readouterr().out == ""
+    text = report.banner({"MMV s3d": "tiny", "MIL-NCE": "tiny"})
+    assert "MMV s3d, MIL-NCE are generated stand-ins" in text
+    assert "NOT a result" in capsys.readouterr().out
+    assert "is a generated stand-in " in report.banner({"MIL-NCE": "tiny"})
+
+
+def test_plots_return_figures_with_the_right_content():
+    frames = np.random.default_rng(0).uniform(size=(5, 8, 8, 3)).astype(np.float32)
+    fig = plots.frame_grid(frames, ncols=3, titles=list("abcde"))
+    assert len(fig.axes) == 6 and fig.axes[4].get_title() == "e"
+    fig = plots.heatmap(np.eye(2), ["q1", "q2"], ["v1", "v2"], title="sim")
+    assert fig.axes[0].get_title() == "sim"
+    assert [t.get_text() for t in fig.axes[0].texts] == ["1.00", "0.00", "0.00", "1.00"]
+    fig = plots.confusion_matrix([0, 0, 1, 1], [0, 1, 1, 1], ["a", "b"])
+    values = fig.axes[0].images[0].get_array()
+    np.testing.assert_allclose(values, [[0.5, 0.5], [0.0, 1.0]])
+    with pytest.raises(ValueError):
+        plots.frame_grid([])
+
+
+def test_share_gpu_sets_jax_allocation_before_jax_starts(monkeypatch):
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_MEM_FRACTION", raising=False)
+    monkeypatch.setattr(gpu, "_jax_backend_started", lambda: False)
+    monkeypatch.setattr(gpu, "_tf_installed", lambda: False)
+    monkeypatch.delitem(__import__("sys").modules, "tensorflow", raising=False)
+    applied = gpu.share_gpu(0.4)
+    assert os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+    assert os.environ["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.40"
+    assert applied["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.40"
+    with pytest.raises(ValueError):
+        gpu.share_gpu(1.5)
+
+
+def test_share_gpu_says_when_jax_already_started(monkeypatch):
+    monkeypatch.setattr(gpu, "_jax_backend_started", lambda: True)
+    monkeypatch.setattr(gpu, "_tf_installed", lambda: False)
+    monkeypatch.delitem(__import__("sys").modules, "tensorflow", raising=False)
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)
+    applied = gpu.share_gpu()
+    assert "restart the kernel" in applied["jax"]
+    assert "XLA_PYTHON_CLIENT_PREALLOCATE" not in os.environ
