@@ -234,7 +234,9 @@ def video_info(path, exact: bool = False) -> VideoInfo:
 
     Without ``exact`` nothing is decoded: ``num_frames`` is the container's count, or an
     estimate from duration x fps (``num_frames_exact`` says which). Raises :class:`VideoError`
-    for unreadable files, and for files known to hold no frames.
+    for unreadable files and files without frames. A file cut short whose header survived
+    (AVI and WebM keep no index at the front) is only caught by decoding: ``exact=True`` or
+    any sampler.
     """
     container, stream = _open(path)
     try:
