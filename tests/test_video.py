@@ -5,6 +5,7 @@ import subprocess
 import sys
 import tracemalloc
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from helpers import video
 from helpers.video import VideoError
 
+ROOT = Path(__file__).resolve().parent.parent  # subprocesses import helpers from here
 CONTAINERS = [".gif", ".mp4", ".avi", ".webm"]
 
 
@@ -272,7 +274,8 @@ def test_decoding_streams_instead_of_loading_everything(tmp_path):
 
 def test_video_module_imports_no_framework():
     code = "import sys, helpers.video; print('tensorflow' in sys.modules or 'jax' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=ROOT)
     assert out.stdout.strip() == "False"
 
 
