@@ -193,7 +193,7 @@ def _frames(path, container, stream):
     _check_complete(path, count, announced, "decoded")
 
 
-def _packet_times(path) -> np.ndarray:
+def frame_times(path) -> np.ndarray:
     """Presentation times (seconds, from 0, sorted) of every video frame, by demuxing only.
 
     Demuxing reads packet headers without decoding, so this is cheap even for long videos.
@@ -450,7 +450,7 @@ def eval_windows(path, num_windows: int = 10, num_frames: int = 16, fps: float =
     :func:`window_indices`. Decoding streams once through the file and keeps only the needed
     frames, already cropped and resized. Raises :class:`VideoError`.
     """
-    times = _packet_times(path)
+    times = frame_times(path)
     indices = window_indices(times, num_windows, num_frames, fps)
     needed = set(np.unique(indices).tolist())
     last_needed = max(needed)
@@ -589,6 +589,6 @@ def to_gif_bytes(frames, fps: float = 10.0) -> bytes:
 __all__ = [
     "CONTAINERS", "VideoError", "VideoInfo", "video_info", "iter_frames", "write_video",
     "center_crop_box", "resize_bilinear", "center_crop_resize", "center_crop_resize_uint8",
-    "colab_indices", "colab_clip", "resample_indices", "window_starts", "window_indices",
-    "eval_windows", "load_clips", "to_gif_bytes",
+    "colab_indices", "colab_clip", "frame_times", "resample_indices", "window_starts",
+    "window_indices", "eval_windows", "load_clips", "to_gif_bytes",
 ]

@@ -250,6 +250,19 @@ def test_eval_windows_on_a_file(tmp_path, suffix):
     assert [frame_index(w) for w in windows] == [[0, 2, 4, 6], [16, 18, 20, 22], [32, 34, 36, 38]]
 
 
+def test_frame_times_follow_variable_gif_delays(tmp_path):
+    from PIL import Image
+
+    images = [Image.fromarray(np.full((8, 8, 3), level, np.uint8)) for level in (10, 120, 240)]
+    path = tmp_path / "vfr.gif"
+    images[0].save(path, save_all=True, append_images=images[1:], duration=[100, 300, 50], loop=0)
+    np.testing.assert_allclose(video.frame_times(path), [0.0, 0.1, 0.4])
+    # At 10 fps the second frame is on screen for three samples (0.1, 0.2, 0.3 s).
+    windows = video.eval_windows(path, num_windows=1, num_frames=5, fps=10.0, size=8)
+    levels = np.round(windows[0, :, 0, 0, 0] * 255).astype(int).tolist()
+    assert levels == [10, 120, 120, 120, 240]
+
+
 def test_eval_windows_loop_a_short_file(tmp_path):
     path = video.write_video(tmp_path / "short.mp4", indexed_frames(6), fps=5)
     windows = video.eval_windows(path, num_windows=2, num_frames=8, fps=5.0, size=8)
