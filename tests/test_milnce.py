@@ -319,6 +319,16 @@ def test_float64_is_cast_by_embed_and_explained_when_called_by_hand(model):
     np.testing.assert_array_equal(ours, milnce.embed_videos(model, clips.astype(np.float32))["video_embedding"])
 
 
+def test_startup_filter_drops_only_known_noise(capfd):
+    import os
+
+    with milnce._quiet_startup():
+        os.write(2, b"I0000 port.cc:153] oneDNN custom operations are on. You may see ...\n")
+        os.write(2, b"E0000 something.cc:1] a real error\n")
+    err = capfd.readouterr().err
+    assert "a real error" in err and "oneDNN" not in err
+
+
 # ------------------------------------------------------------------------------------------
 # Embedding helpers
 # ------------------------------------------------------------------------------------------
