@@ -168,10 +168,16 @@ def import_hub():
 # --------------------------------------------------------------------------------------------
 
 def cache_folder(handle: str, mode: str) -> Path:
-    """Where TF-Hub caches ``handle`` in ``mode``'s cache: ``<tfhub cache>/sha1(handle)``."""
+    """Where TF-Hub caches ``handle`` in ``mode``'s cache: ``<tfhub cache>/sha1(handle)``.
+
+    Only computes the path (the layout of ``config.tfhub_cache_dir``): asking about the real
+    cache from tiny mode creates nothing there.
+    """
     from helpers.standins.milnce import cache_folder_name
 
-    return config.cache_dir(mode, "tfhub_modules") / cache_folder_name(handle)
+    if mode not in ("real", "tiny"):
+        raise ValueError(f"mode must be 'real' or 'tiny', got {mode!r}")
+    return config.cache_root() / mode / "tfhub_modules" / cache_folder_name(handle)
 
 
 def _is_cached(folder: Path) -> bool:
@@ -280,10 +286,20 @@ def install_archive(archive, handle: str = HANDLE) -> Path:
     target = cache_folder(handle, "real")
     if _is_cached(target):
         return target
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
     try:
         with tarfile.open(archive, "r:*") as tar:
-            tar.extractall(tmp, filter="data")  # refuses absolute paths, "..", devices
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(tmp, filter="data")  # refuses absolute paths, "..", devices
+            else:  # Python without extraction filters: check the members ourselves
+                for member in tar.getmembers():
+                    name = Path(member.name)
+                    if name.is_absolute() or ".." in name.parts or not (
+                            member.isfile() or member.isdir()):
+                        raise MilnceError(f"{archive} has an unsafe member {member.name!r}",
+                                          "download the archive again from Kaggle Models")
+                tar.extractall(tmp)
         roots = [p for p in tmp.iterdir()]
         source = roots[0] if len(roots) == 1 and roots[0].is_dir() and not \
             (tmp / "saved_model.pb").exists() else tmp
@@ -489,7 +505,7 @@ class SampleVideo:
 
 def gallery_mode() -> str:
     """``real`` (the colab's Wikimedia GIFs) or ``tiny`` (generated clips) for the gallery."""
-    folder = config.cache_dir("real", "milnce_gallery")
+    folder = config.cache_root() / "real" / "milnce_gallery"  # looked at, not created
     cached = all((folder / res.filename).exists() for res, _ in COLAB_VIDEOS)
     return config.resolve(GALLERY_RESOURCE, is_cached=cached, probe_url=config.url("wikimedia"))
 
@@ -522,7 +538,8 @@ def compare_with_published(scores) -> tuple[str, bool]:
     """
     scores = np.asarray(scores, dtype=np.float64)
     if scores.shape != PUBLISHED_COLAB_SCORES.shape:
-        raise ValueError(f"expected a {PUBLISHED_COLAB_SCORES.shape} score matrix, got {scores.shape}")
+        raise ValueError(f"expected a {PUBLISHED_COLAB_SCORES.shape} score matrix, got "
+                         f"{scores.shape}")
     diff = scores - PUBLISHED_COLAB_SCORES
     diagonal_first = bool(np.all(np.argmax(scores, axis=1) == np.arange(len(scores))))
     close = bool(np.all(np.abs(diff) <= PUBLISHED_TOLERANCE))

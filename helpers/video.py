@@ -153,7 +153,8 @@ def _check_complete(path, got: int, announced: tuple[int, bool], what: str) -> N
     # A little slack: decoders may drop a damaged frame, and estimates from durations round.
     slack = max(1, expected // 50) if exact else max(2, expected // 20)
     if got < expected - slack:
-        raise VideoError(path, f"truncated: {got} frame{'s' if got != 1 else ''} could be {what}, but the container "
+        plural = "s" if got != 1 else ""
+        raise VideoError(path, f"truncated: {got} frame{plural} could be {what}, but the container "
                                f"announces {'' if exact else 'about '}{expected}; the file "
                                f"was probably cut short (download it again)")
 
@@ -331,14 +332,19 @@ def resize_bilinear(frames: np.ndarray, height: int, width: int | None = None) -
 
 
 def center_crop_resize_uint8(frames: np.ndarray, size: int = 224) -> np.ndarray:
-    """Centre square crop then bilinear resize: uint8 ``[N, H, W, 3]`` -> uint8 ``[N, size, size, 3]``."""
+    """Centre square crop, then bilinear resize: uint8 ``[N, H, W, 3]`` -> ``[N, size, size, 3]``.
+
+    Stays uint8 (what the samplers keep in memory: a quarter of float32's size).
+    """
     frames = _check_frames(frames)
     top, left, side = center_crop_box(*frames.shape[1:3])
     return resize_bilinear(frames[:, top:top + side, left:left + side], size)
 
 
 def center_crop_resize(frames: np.ndarray, size: int = 224) -> np.ndarray:
-    """The model's input contract: uint8 RGB ``[N, H, W, 3]`` -> float32 ``[N, size, size, 3]`` in [0, 1].
+    """The model's input contract: uint8 RGB ``[N, H, W, 3]`` -> float32 ``[N, size, size, 3]``.
+
+    Output values are in [0, 1].
 
     Centre square crop (:func:`center_crop_box`), bilinear resize to ``size`` x ``size``
     (:func:`resize_bilinear`), divide by 255. A single frame ``[H, W, 3]`` gives

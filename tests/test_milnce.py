@@ -316,7 +316,8 @@ def test_float64_is_cast_by_embed_and_explained_when_called_by_hand(model):
         model.signatures["video"](images=tf.constant(clips))
     assert "float32" in milnce.explain(info.value)
     ours = milnce.embed_videos(model, clips)["video_embedding"]
-    np.testing.assert_array_equal(ours, milnce.embed_videos(model, clips.astype(np.float32))["video_embedding"])
+    as_float32 = milnce.embed_videos(model, clips.astype(np.float32))["video_embedding"]
+    np.testing.assert_array_equal(ours, as_float32)
 
 
 def test_startup_filter_drops_only_known_noise(capfd):

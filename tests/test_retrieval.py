@@ -20,7 +20,8 @@ def test_similarity_is_the_dot_product():
 
 
 def test_text_to_video_ranks_counted_by_hand():
-    # text 0: 0.9 beats 0.1 and 0.5 -> 1; text 1: 0.8 and 0.9 beat 0.7 -> 3; text 2: 0.2, 0.3 beat 0.1 -> 3
+    # text 0: 0.9 beats 0.1 and 0.5 -> 1; text 1: 0.8 and 0.9 beat 0.7 -> 3;
+    # text 2: 0.2 and 0.3 beat 0.1 -> 3
     assert retrieval.ranks(SIM).tolist() == [1, 3, 3]
     result = retrieval.metrics(SIM)
     assert result["R@1"] == pytest.approx(100 / 3)
@@ -91,3 +92,35 @@ def test_top_k_and_zero_shot():
 def test_format_metrics_says_percent():
     text = retrieval.format_metrics(retrieval.both_directions(SIM))
     assert "percent" in text and "text_to_video" in text and "33.3" in text
+
+
+def test_retrieval_grid_marks_the_right_item():
+    from helpers import plots
+
+    indices, scores = retrieval.top_k(SIM, k=2)
+    thumbnails = np.random.default_rng(0).random((3, 8, 8, 3))
+    fig = plots.retrieval_grid(["q0", "q1", "q2"], indices, scores, thumbnails,
+                               item_names=["a", "b", "c"], correct=[0, 1, 2])
+    axes = fig.axes
+    assert len(axes) == 6
+    assert axes[0].get_title() == "1. a\n0.90"  # query 0's best is its own video
+    green = [ax.spines["top"].get_edgecolor() for ax in axes]
+    import matplotlib.colors as mcolors
+
+    is_green = [mcolors.same_color(c, "tab:green") for c in green]
+    # Top 2 per query: [0, 2], [2, 0], [1, 0]; only query 0 finds its own video (0) among them.
+    assert is_green == [True, False, False, False, False, False]
+
+
+def test_animations_html_embeds_one_gif_per_clip():
+    import base64
+    import re
+
+    from helpers import plots
+
+    clips = np.random.default_rng(1).random((2, 4, 8, 8, 3)).astype(np.float32)
+    html = plots.animations_html(clips, titles=["<one>", "two"], fps=5, width=64)
+    payloads = re.findall(r'src="data:image/gif;base64,([^"]+)"', html)
+    assert len(payloads) == 2
+    assert all(base64.b64decode(p)[:6] == b"GIF89a" for p in payloads)
+    assert "&lt;one&gt;" in html and 'width="64"' in html
