@@ -91,6 +91,9 @@ def _open(path):
         raise VideoError(path, "is a folder, not a video file")
     if path.stat().st_size == 0:
         raise VideoError(path, "the file is empty (0 bytes), e.g. an interrupted download")
+    text_kind = _sniff_text(path)
+    if text_kind:
+        raise VideoError(path, f"not a video: it is {text_kind}")
     try:
         container = av.open(str(path), mode="r")
     except av.FFmpegError as err:
@@ -98,6 +101,10 @@ def _open(path):
                                f"file may be truncated or of another type") from None
     except (OSError, ValueError) as err:
         raise VideoError(path, f"cannot open ({err})") from None
+    kind = container.format.name
+    if kind == "image2" or kind.endswith("_pipe"):
+        container.close()
+        raise VideoError(path, f"not a video: it is a still image ({kind.split('_')[0]} format)")
     if not container.streams.video:
         container.close()
         raise VideoError(path, "contains no video stream (a video without frames, audio only, "
@@ -112,6 +119,32 @@ def _open(path):
                                "so its last frames are missing; download it again")
     stream.thread_type = "AUTO"  # frame + slice threads: faster H.264 decoding
     return container, stream
+
+
+def _sniff_text(path: Path) -> str | None:
+    """Describe ``path`` if it is text (an HTML error page saved under a video's name, JSON,
+    notes), else None. FFmpeg would otherwise report "invalid data", or even render a .txt
+    file as a video (its ``tty`` demuxer)."""
+    with open(path, "rb") as handle:
+        head = handle.read(1024)
+    if b"\x00" in head:
+        return None
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        if len(head) < 1024:
+            return None
+        try:  # the 1024-byte cut may split a character
+            text = head[:-4].decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    if any(ord(c) < 32 and c not in "\t\n\r\f" for c in text):
+        return None
+    start = text.lstrip().lower()
+    if start.startswith(("<!doctype html", "<html", "<head", "<?xml")):
+        return ("an HTML/XML page (often a server's error page saved under the video's name; "
+                "check the URL and download again)")
+    return f"a text file (starts with {text.strip()[:40]!r})"
 
 
 def _gif_has_trailer(path: Path) -> bool:

@@ -331,6 +331,22 @@ def _bad_files(tmp_path):
     text = tmp_path / "notes.mp4"
     text.write_text("this is not a video\n" * 20)
     cases.append(("not a video", text, "not a video"))
+    html = tmp_path / "error_page.gif"  # what a refused download can leave under the name
+    html.write_text("<!DOCTYPE html>\n<html><head><title>403 Forbidden</title></head></html>\n")
+    cases.append(("html page", html, "HTML"))
+    notes = tmp_path / "notes.txt"  # FFmpeg's tty demuxer would render this as a "video"
+    notes.write_text("hello\n" * 50)
+    cases.append(("text file", notes, "not a video"))
+    noise = tmp_path / "noise.avi"
+    noise.write_bytes(np.random.default_rng(0).bytes(4000))
+    cases.append(("random bytes", noise, "not a video"))
+    from PIL import Image
+
+    picture = (np.random.default_rng(1).random((20, 30, 3)) * 255).astype(np.uint8)
+    for fmt, name in (("PNG", "still.mp4"), ("JPEG", "still.gif")):
+        still = tmp_path / name
+        Image.fromarray(picture).save(still, format=fmt)
+        cases.append((f"{fmt} image", still, "still image"))
     image_dir = tmp_path / "folder.avi"
     image_dir.mkdir()
     cases.append(("folder", image_dir, "folder"))
