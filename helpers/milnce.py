@@ -36,6 +36,8 @@ import numpy as np
 from helpers import config
 
 HANDLE = "https://tfhub.dev/deepmind/mil-nce/s3d/1"
+#: The handle below the ``tfhub`` base URL of :mod:`helpers.config`.
+HANDLE_PATH = "deepmind/mil-nce/s3d/1"
 #: The same model on Kaggle Models (where tfhub.dev redirects). A different handle: TF-Hub
 #: caches it in another folder, so loading it downloads the module again.
 KAGGLE_HANDLE = "https://www.kaggle.com/models/deepmind/mil-nce/TensorFlow1/s3d/1"
@@ -184,13 +186,22 @@ def _is_cached(folder: Path) -> bool:
     return folder.is_dir() and any(folder.iterdir())
 
 
-def resolve_mode(handle: str = HANDLE) -> str:
+def default_handle() -> str:
+    """The official handle, :data:`HANDLE`, built from the ``tfhub`` base URL of
+    :mod:`helpers.config` (the test suite points that base at a local server; users never do).
+    """
+    return config.url("tfhub", HANDLE_PATH)
+
+
+def resolve_mode(handle: str | None = None) -> str:
     """``real`` or ``tiny`` for the module (``config.resolve``); tiny installs the stand-in.
 
     In tiny mode the stand-in is built (once; a few seconds) into the tiny TF-Hub cache under
     ``sha1(handle)``, where ``hub.load(handle)`` finds it without any network access.
-    Also points ``TFHUB_CACHE_DIR`` at the mode's cache.
+    Also points ``TFHUB_CACHE_DIR`` at the mode's cache. ``handle``: default
+    :func:`default_handle`.
     """
+    handle = handle or default_handle()
     mode = config.resolve(RESOURCE, is_cached=_is_cached(cache_folder(handle, "real")),
                           probe_url=handle)
     cache = config.tfhub_cache_dir(mode)
@@ -208,13 +219,14 @@ def _looks_local(handle: str) -> bool:
 def load(handle: str | os.PathLike | None = None, tags=None):
     """Load the MIL-NCE module with ``hub.load`` and check it has its two signatures.
 
-    ``handle``: the TF-Hub handle (default :data:`HANDLE`) or a local SavedModel folder.
+    ``handle``: a TF-Hub handle (default :func:`default_handle`, i.e. :data:`HANDLE`) or a
+    local SavedModel folder.
     ``tags``: graph variant for TF1 Hub modules (default: the empty tags; ``{"train"}`` exists).
     Returns the loaded object; use ``module.signatures["video"]`` / ``["text"]``.
     Raises :class:`MilnceError` naming the problem and the fix (offline, HTTP 403 from the
     model host, tf-keras or setuptools trouble, a broken cache folder, not a MIL-NCE module).
     """
-    handle = str(handle) if handle is not None else HANDLE
+    handle = str(handle) if handle is not None else default_handle()
     if _looks_local(handle):
         local = Path(handle.removeprefix("file://")).expanduser()
         if not local.is_dir():
@@ -271,7 +283,7 @@ def check_signatures(module, handle: str | None = None) -> None:
             f"load {HANDLE} (or a copy of it)", handle)
 
 
-def install_archive(archive, handle: str = HANDLE) -> Path:
+def install_archive(archive, handle: str | None = None) -> Path:
     """Unpack a module archive downloaded by hand (``.tar.gz``) into the real TF-Hub cache.
 
     The fix for HTTP 403: download the archive in a browser, then call this; afterwards
@@ -283,7 +295,7 @@ def install_archive(archive, handle: str = HANDLE) -> Path:
     import tempfile
 
     archive = Path(archive)
-    target = cache_folder(handle, "real")
+    target = cache_folder(handle or default_handle(), "real")
     if _is_cached(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -324,7 +336,7 @@ def keras_layer(handle: str | None = None, signature: str = VIDEO_SIGNATURE, **k
         raise MilnceError("the MIL-NCE module has no 'default' signature",
                           "pass signature='video' or signature='text' (and "
                           "signature_outputs_as_dict=True)")
-    handle = str(handle) if handle is not None else HANDLE
+    handle = str(handle) if handle is not None else default_handle()
     if not _looks_local(handle):
         resolve_mode(handle)
     hub = import_hub()
@@ -469,7 +481,7 @@ def _commons(name: str, md5_prefix: str):
 
     return Resource(
         name=name, base="wikimedia", path=f"{md5_prefix}/{name}", filename=name,
-        licence=f"{name}: Wikimedia Commons; licence and author on "
+        licence=f"from Wikimedia Commons; licence and author on "
                 f"https://commons.wikimedia.org/wiki/File:{name}",
         browser_user_agent=True)
 
@@ -525,7 +537,7 @@ def sample_videos(mode: str | None = None) -> list[SampleVideo]:
     out = []
     for resource, query in COLAB_VIDEOS:
         path = downloads.fetch(resource, folder)
-        out.append(SampleVideo(path, query, query, resource.licence or resource.url))
+        out.append(SampleVideo(path, query, query, f"{resource.filename} {resource.licence}"))
     return out
 
 
@@ -571,7 +583,7 @@ def _parser() -> argparse.ArgumentParser:
                     "(text_embedding [M,512]) with the notebooks' preprocessing. Unreadable "
                     "videos are skipped and listed. In tiny mode (COURSE_MODE=tiny, or "
                     "offline) the module is a random stand-in.")
-    embed.add_argument("--handle", default=HANDLE,
+    embed.add_argument("--handle", default=None,
                        help=f"TF-Hub handle or local SavedModel folder (default {HANDLE}; "
                             f"Kaggle: {KAGGLE_HANDLE})")
     embed.add_argument("--video", action="append", default=[], metavar="FILE",
@@ -600,7 +612,7 @@ def _embed_command(args) -> int:
     if args.out.suffix != ".npz":
         print(f"error: --out must end in .npz, got {args.out}", file=sys.stderr)
         return 2
-    handle = str(args.handle)
+    handle = str(args.handle) if args.handle else default_handle()
     mode = "local" if _looks_local(handle) else resolve_mode(handle)
     if mode == "tiny":
         report.banner({RESOURCE: "tiny"})

@@ -143,7 +143,6 @@ def test_tiny_mode_loads_the_official_handle_from_the_tiny_cache():
     assert standin.read_marker(folder)["tf1_style"] is True
     assert (folder / "tfhub_module.pb").exists()
     assert sorted(module.signatures.keys()) == ["text", "video"]
-    assert not any(p.name.startswith(".tmp-") for p in folder.parent.iterdir())
     # The real cache was not touched.
     assert not milnce.cache_folder(milnce.HANDLE, "real").exists()
 
@@ -407,6 +406,41 @@ def test_tiny_gallery_is_generated_and_readable():
         assert info.num_frames >= 12
     again = milnce.sample_videos("tiny")
     assert [v.path.stat().st_mtime_ns for v in again] == [v.path.stat().st_mtime_ns for v in videos]
+
+
+def test_real_gallery_downloads_the_colab_gifs(real_mode, tmp_path):
+    """The real-mode path, served from loopback through the `wikimedia` base URL."""
+    frames = (np.random.default_rng(2).random((4, 16, 20, 3)) * 255).astype(np.uint8)
+    gif = video.write_video(tmp_path / "clip.gif", frames, 10).read_bytes()
+    served = {f"/commons/{res.path}": gif for res, _ in milnce.COLAB_VIDEOS}
+    agents = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            agents.append(self.headers.get("User-Agent", ""))
+            data = served.get(self.path)
+            self.send_response(200 if data else 404)
+            self.send_header("Content-Length", str(len(data or b"")))
+            self.end_headers()
+            self.wfile.write(data or b"")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    config.set_base_url("wikimedia", f"http://127.0.0.1:{server.server_address[1]}/commons")
+    try:
+        assert milnce.gallery_mode() == "real"
+        videos = milnce.sample_videos("real")
+    finally:
+        config.set_base_url("wikimedia", None)
+        server.shutdown()
+        server.server_close()
+    assert [v.caption for v in videos] == list(milnce.COLAB_QUERIES)
+    assert [v.path.name for v in videos] == [res.filename for res, _ in milnce.COLAB_VIDEOS]
+    assert all(v.path.read_bytes() == gif for v in videos)
+    assert len(agents) == 3 and all(a.startswith("Mozilla/5.0") for a in agents)
 
 
 # ------------------------------------------------------------------------------------------

@@ -298,7 +298,10 @@ def ensure_in_cache(cache_dir, handle: str, tf1_style: bool = True, seed: int = 
         old = None
         if target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".old-{target.name}-", dir=cache_dir))
-            os.replace(target, old / "module")
+            try:
+                os.replace(target, old / "module")
+            except FileNotFoundError:  # another process moved the outdated one first
+                pass
         try:
             os.rename(tmp / "module", target)
         except OSError:
