@@ -73,11 +73,10 @@ class VideoInfo:
 # --------------------------------------------------------------------------------------------
 
 def _av():
+    # PyAV keeps FFmpeg's own log lines off by default (av.logging level None); failures reach
+    # us as exceptions, which become VideoError. We leave that global setting alone.
     import av
 
-    # FFmpeg prints its own warnings on stderr (e.g. about a truncated GIF); errors still
-    # reach us as exceptions, which become VideoError.
-    av.logging.set_level(av.logging.PANIC)
     return av
 
 
@@ -129,15 +128,15 @@ def _sniff_text(path: Path) -> str | None:
         head = handle.read(1024)
     if b"\x00" in head:
         return None
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        if len(head) < 1024:
-            return None
-        try:  # the 1024-byte cut may split a character
-            text = head[:-4].decode("utf-8")
+    text = None
+    for cut in range(4 if len(head) == 1024 else 1):  # the 1024-byte cut may split a character
+        try:
+            text = head[: len(head) - cut].decode("utf-8")
+            break
         except UnicodeDecodeError:
-            return None
+            continue
+    if text is None:
+        return None
     if any(ord(c) < 32 and c not in "\t\n\r\f" for c in text):
         return None
     start = text.lstrip().lower()

@@ -337,6 +337,9 @@ def _bad_files(tmp_path):
     notes = tmp_path / "notes.txt"  # FFmpeg's tty demuxer would render this as a "video"
     notes.write_text("hello\n" * 50)
     cases.append(("text file", notes, "not a video"))
+    accents = tmp_path / "accents.webm"  # a two-byte character straddles the 1024-byte sniff
+    accents.write_bytes(("a" + "é" * 600).encode("utf-8"))
+    cases.append(("utf-8 text", accents, "text file"))
     noise = tmp_path / "noise.avi"
     noise.write_bytes(np.random.default_rng(0).bytes(4000))
     cases.append(("random bytes", noise, "not a video"))
