@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import http.client
 import os
 import sys
 import tempfile
@@ -247,6 +248,11 @@ def load(handle: str | os.PathLike | None = None, tags=None):
             f"cannot reach the model host ({err.reason})",
             "check the internet connection (and any proxy); offline, run the course with "
             "COURSE_MODE=tiny to use the generated stand-in", handle) from None
+    except (TimeoutError, ConnectionError, http.client.HTTPException) as err:
+        raise MilnceError(
+            f"the download from the model host broke off ({type(err).__name__}: {err})",
+            "retry (TF-Hub starts the download over); on a slow or flaky network, download "
+            "the archive in a browser and use helpers.milnce.install_archive", handle) from None
     except (OSError, ValueError, RuntimeError, tf.errors.OpError) as err:
         raise MilnceError(
             f"the module could not be loaded ({type(err).__name__}: {str(err)[:300]})",

@@ -501,3 +501,29 @@ def test_cli_help_runs_without_tensorflow():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          cwd=ROOT)
     assert "--sampling" in out.stdout and "TF_IMPORTED False" in out.stdout
+
+
+def test_a_dropped_download_says_retry(real_mode):
+    import socket
+
+    # A server that accepts the connection and closes it without answering.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+
+    def close_all():
+        for _ in range(4):
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.close()
+
+    threading.Thread(target=close_all, daemon=True).start()
+    try:
+        with pytest.raises(milnce.MilnceError) as info:
+            milnce.load(f"http://127.0.0.1:{listener.getsockname()[1]}/dropped/1")
+    finally:
+        listener.close()
+    assert "broke off" in str(info.value)
+    assert "delete the cache folder" not in str(info.value)
