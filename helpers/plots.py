@@ -168,3 +168,61 @@ def space_to_depth(clip, step: int = 0, patch: int = 4, corner=None):
                  f"-> one step of {height // 2}x{width // 2}x24")
     fig.tight_layout()
     return fig
+
+# --- milnce: retrieval results and clip animations ---
+
+def retrieval_grid(queries, indices, scores, thumbnails, item_names=None, correct=None,
+                   size: float = 1.9, title: str | None = None):
+    """Top-k results per query: one row per query, its k best items left to right.
+
+    ``indices`` / ``scores``: ``[Nq, k]`` from :func:`helpers.retrieval.top_k`. ``thumbnails``:
+    one frame per gallery item (``[H, W, 3]`` uint8 or float in [0, 1]). ``correct``: optional
+    index of the right item per query; its cell gets a green frame, others red.
+    """
+    indices = np.asarray(indices)
+    scores = np.asarray(scores)
+    nq, k = indices.shape
+    plt = _plt()
+    fig, axes = plt.subplots(nq, k, figsize=(size * k + 1.6, size * nq), squeeze=False)
+    for i in range(nq):
+        for r in range(k):
+            ax = axes[i, r]
+            item = int(indices[i, r])
+            ax.imshow(_as_display(thumbnails[item]))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            name = item_names[item] if item_names is not None else f"#{item}"
+            ax.set_title(f"{r + 1}. {name}\n{scores[i, r]:.2f}", fontsize=7)
+            if correct is not None:
+                colour = "tab:green" if item == correct[i] else "tab:red"
+                for spine in ax.spines.values():
+                    spine.set_edgecolor(colour)
+                    spine.set_linewidth(3)
+            if r == 0:
+                ax.set_ylabel(str(queries[i]), fontsize=8, rotation=0, ha="right", va="center")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def animations_html(clips, titles=None, fps: float = 8.0, width: int = 128) -> str:
+    """HTML showing clips (``[T, H, W, 3]``, uint8 or float in [0, 1]) as looping GIFs side by side.
+
+    Display it with ``IPython.display.HTML(...)``. The GIFs are embedded (base64), so keep
+    clips small (a few dozen frames at 112-224 pixels).
+    """
+    import base64
+    import html
+
+    from helpers import video
+
+    cells = []
+    for index, clip in enumerate(clips):
+        data = base64.b64encode(video.to_gif_bytes(np.asarray(clip), fps=fps)).decode("ascii")
+        caption = html.escape(str(titles[index])) if titles is not None else str(index)
+        cells.append(
+            '<figure style="display:inline-block;margin:4px;text-align:center">'
+            f'<img src="data:image/gif;base64,{data}" width="{width}">'
+            f'<figcaption style="font-size:0.8em">{caption}</figcaption></figure>')
+    return "<div>" + "".join(cells) + "</div>"

@@ -1,0 +1,632 @@
+"""Read, write, sample and preprocess videos (GIF, MP4, AVI, WebM) with PyAV.
+
+Data flow::
+
+    file ──iter_frames (streamed)──▶ frames uint8 [H, W, 3] RGB, one at a time
+         ──sample (colab_clip: first T frames | eval_windows: N windows at a target fps)
+         ──center_crop_resize──▶ clip float32 [T, size, size, 3] in [0, 1]
+
+Decoding streams through the file: a sampler keeps only the frames it needs, already cropped and
+resized, so a long or high-resolution video never sits in memory whole.
+
+Every problem with an input file (missing, empty, truncated, not a video, no frames) raises
+:class:`VideoError`, whose message names the file and the cause. :func:`load_clips` skips such
+files with a warning and returns them in a list.
+
+Frames are RGB whatever the source: palette, grey and RGBA GIFs and YUV videos are converted by
+FFmpeg's ``swscale`` (alpha is dropped, as OpenCV does).
+
+This module imports neither TensorFlow nor JAX.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+#: Containers :func:`write_video` can write, by file suffix: (FFmpeg format, codec).
+CONTAINERS = {
+    ".gif": ("gif", "gif"),
+    ".mp4": ("mp4", "libx264"),
+    ".avi": ("avi", "mpeg4"),  # MPEG-4 Part 2 in AVI, as UCF101 ships (XviD)
+    ".webm": ("webm", "libvpx"),
+}
+
+
+class VideoError(Exception):
+    """A video file cannot be read. ``.path`` is the file, ``.cause`` says why."""
+
+    def __init__(self, path, cause: str):
+        self.path = str(path)
+        self.cause = cause
+        super().__init__(f"cannot read video {self.path}: {cause}")
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoInfo:
+    """What a video file holds, read from its header (no decoding unless asked).
+
+    ``num_frames`` is exact when ``num_frames_exact`` is true (counted or recorded in the
+    container), else estimated from duration x fps. ``fps`` is the average frame rate;
+    ``duration`` is in seconds.
+    """
+
+    path: str
+    num_frames: int
+    num_frames_exact: bool
+    fps: float
+    duration: float
+    height: int
+    width: int
+    codec: str
+    container: str
+
+
+# --------------------------------------------------------------------------------------------
+# Opening and decoding
+# --------------------------------------------------------------------------------------------
+
+def _av():
+    # PyAV keeps FFmpeg's own log lines off by default (av.logging level None); failures reach
+    # us as exceptions, which become VideoError. We leave that global setting alone.
+    import av
+
+    return av
+
+
+def _open(path):
+    """Open ``path`` for reading; return (container, video stream). Raises VideoError."""
+    av = _av()
+    path = Path(path)
+    if not path.exists():
+        raise VideoError(path, "file not found")
+    if path.is_dir():
+        raise VideoError(path, "is a folder, not a video file")
+    if path.stat().st_size == 0:
+        raise VideoError(path, "the file is empty (0 bytes), e.g. an interrupted download")
+    text_kind = _sniff_text(path)
+    if text_kind:
+        raise VideoError(path, f"not a video: it is {text_kind}")
+    try:
+        container = av.open(str(path), mode="r")
+    except av.FFmpegError as err:
+        raise VideoError(path, f"not a video file FFmpeg can read ({_describe(err)}); the "
+                               f"file may be truncated or of another type") from None
+    except (OSError, ValueError) as err:
+        raise VideoError(path, f"cannot open ({err})") from None
+    kind = container.format.name
+    if kind == "image2" or kind.endswith("_pipe"):
+        container.close()
+        raise VideoError(path, f"not a video: it is a still image ({kind.split('_')[0]} format)")
+    if not container.streams.video:
+        container.close()
+        raise VideoError(path, "contains no video stream (a video without frames, audio only, "
+                               "or not a video)")
+    stream = container.streams.video[0]
+    if stream.codec_context is None or not stream.codec_context.name:
+        container.close()
+        raise VideoError(path, "its video codec is not supported by this FFmpeg build")
+    if container.format.name == "gif" and not _gif_has_trailer(path):
+        container.close()
+        raise VideoError(path, "truncated: the GIF does not end with its trailer byte (0x3B), "
+                               "so its last frames are missing; download it again")
+    stream.thread_type = "AUTO"  # frame + slice threads: faster H.264 decoding
+    return container, stream
+
+
+def _sniff_text(path: Path) -> str | None:
+    """Describe ``path`` if it is text (an HTML error page saved under a video's name, JSON,
+    notes), else None. FFmpeg would otherwise report "invalid data", or even render a .txt
+    file as a video (its ``tty`` demuxer)."""
+    with open(path, "rb") as handle:
+        head = handle.read(1024)
+    if b"\x00" in head:
+        return None
+    text = None
+    for cut in range(4 if len(head) == 1024 else 1):  # the 1024-byte cut may split a character
+        try:
+            text = head[: len(head) - cut].decode("utf-8")
+            break
+        except UnicodeDecodeError:
+            continue
+    if text is None:
+        return None
+    if any(ord(c) < 32 and c not in "\t\n\r\f" for c in text):
+        return None
+    start = text.lstrip().lower()
+    if start.startswith(("<!doctype html", "<html", "<head", "<?xml")):
+        return ("an HTML/XML page (often a server's error page saved under the video's name; "
+                "check the URL and download again)")
+    return f"a text file (starts with {text.strip()[:40]!r})"
+
+
+def _gif_has_trailer(path: Path) -> bool:
+    """Whether a GIF ends with its trailer byte (ignoring NUL padding some writers append).
+
+    GIF has no frame count in its header, so a file cut short still decodes (fewer frames,
+    the last one partly garbage); the missing trailer is the one sign of it.
+    """
+    with open(path, "rb") as handle:
+        handle.seek(max(0, path.stat().st_size - 256))
+        tail = handle.read().rstrip(b"\x00")
+    return tail.endswith(b"\x3b")
+
+
+def _announced_frames(container, stream) -> tuple[int, bool]:
+    """Frames the container announces: ``(count, exact)``; ``(0, False)`` when it does not say.
+
+    ``exact``: a count stored in the header (MP4, AVI, GIF after FFmpeg's scan); otherwise
+    estimated from the duration and the average frame rate (WebM).
+    """
+    if stream.frames:
+        return int(stream.frames), True
+    rate = stream.average_rate or stream.guessed_rate
+    duration = None
+    if stream.duration is not None and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        duration = container.duration / 1_000_000  # AV_TIME_BASE
+    if duration and rate:
+        return int(round(duration * float(rate))), False
+    return 0, False
+
+
+def _check_complete(path, got: int, announced: tuple[int, bool], what: str) -> None:
+    """Raise VideoError when clearly fewer frames arrived than the container announced."""
+    expected, exact = announced
+    if not expected:
+        return
+    # A little slack: decoders may drop a damaged frame, and estimates from durations round.
+    slack = max(1, expected // 50) if exact else max(2, expected // 20)
+    if got < expected - slack:
+        plural = "s" if got != 1 else ""
+        raise VideoError(path, f"truncated: {got} frame{plural} could be {what}, but the container "
+                               f"announces {'' if exact else 'about '}{expected}; the file "
+                               f"was probably cut short (download it again)")
+
+
+def _describe(err) -> str:
+    text = getattr(err, "strerror", None) or str(err)
+    return text.strip().rstrip(":") or type(err).__name__
+
+
+def iter_frames(path) -> Iterator[np.ndarray]:
+    """Yield the frames of ``path`` in display order as uint8 ``[H, W, 3]`` RGB, one at a time.
+
+    The file is opened at once (so a missing or unreadable file raises here, not at the first
+    ``next``); decoding is lazy. Raises :class:`VideoError` when the file cannot be opened, a
+    frame cannot be decoded, or no frame at all could be decoded.
+    """
+    container, stream = _open(path)
+    return _frames(path, container, stream)
+
+
+def _frames(path, container, stream):
+    av = _av()
+    announced = _announced_frames(container, stream)
+    count = 0
+    try:
+        for frame in container.decode(stream):
+            yield frame.to_ndarray(format="rgb24")
+            count += 1
+    except av.FFmpegError as err:
+        raise VideoError(path, f"decoding failed after {count} frames ({_describe(err)}); "
+                               f"the file is probably truncated or corrupt") from None
+    finally:
+        container.close()
+    if count == 0:
+        raise VideoError(path, "contains no frames that can be decoded (empty or truncated "
+                               "video stream)")
+    _check_complete(path, count, announced, "decoded")
+
+
+def frame_times(path) -> np.ndarray:
+    """Presentation times (seconds, from 0, sorted) of every video frame, by demuxing only.
+
+    Demuxing reads packet headers without decoding, so this is cheap even for long videos.
+    Where a container gives no timestamps, frames are spaced by the average frame rate.
+    """
+    av = _av()
+    container, stream = _open(path)
+    announced = _announced_frames(container, stream)
+    times = []
+    missing = False
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0:  # the flush packet at the end of a stream
+                continue
+            if packet.pts is None:
+                missing = True
+                times.append(0.0)
+            else:
+                times.append(float(packet.pts * packet.time_base))
+        rate = stream.average_rate or stream.guessed_rate
+    except av.FFmpegError as err:
+        raise VideoError(path, f"reading the container failed after {len(times)} frames "
+                               f"({_describe(err)}); the file is probably truncated") from None
+    finally:
+        container.close()
+    if not times:
+        raise VideoError(path, "contains no frames (empty video stream)")
+    _check_complete(path, len(times), announced, "read")
+    if missing:
+        fps = float(rate) if rate else 25.0
+        return np.arange(len(times), dtype=np.float64) / fps
+    times = np.sort(np.asarray(times, dtype=np.float64))
+    return times - times[0]
+
+
+def video_info(path, exact: bool = False) -> VideoInfo:
+    """Header facts about ``path``; with ``exact=True`` the frames are counted by decoding.
+
+    Without ``exact`` nothing is decoded: ``num_frames`` is the container's count, or an
+    estimate from duration x fps (``num_frames_exact`` says which). Raises :class:`VideoError`
+    for unreadable files and files without frames. A file cut short whose header survived
+    (AVI and WebM keep no index at the front) is only caught by decoding: ``exact=True`` or
+    any sampler.
+    """
+    container, stream = _open(path)
+    try:
+        rate = stream.average_rate or stream.guessed_rate
+        fps = float(rate) if rate else 0.0
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / 1_000_000  # AV_TIME_BASE
+        else:
+            duration = 0.0
+        num_frames, known = _announced_frames(container, stream)
+        codec = stream.codec_context.name
+        height, width = stream.codec_context.height, stream.codec_context.width
+        container_name = container.format.name
+    finally:
+        container.close()
+    if exact:
+        num_frames, known = sum(1 for _ in iter_frames(path)), True
+    elif num_frames == 0:
+        # The container does not say: decoding one frame tells "unknown" from "none".
+        next(iter_frames(path))
+    if not fps and duration and num_frames:
+        fps = num_frames / duration
+    return VideoInfo(path=str(path), num_frames=num_frames, num_frames_exact=known, fps=fps,
+                     duration=duration, height=height, width=width, codec=codec,
+                     container=container_name)
+
+
+# --------------------------------------------------------------------------------------------
+# Preprocessing: centre square crop, bilinear resize, [0, 1]
+# --------------------------------------------------------------------------------------------
+
+def center_crop_box(height: int, width: int) -> tuple[int, int, int]:
+    """``(top, left, side)`` of the centred square crop, with the official colab's rounding.
+
+    ``side = min(height, width)``; ``top = height // 2 - side // 2`` (likewise ``left``). For odd
+    differences this is one pixel further down/right than ``(height - side) // 2``.
+    """
+    side = min(height, width)
+    return height // 2 - side // 2, width // 2 - side // 2, side
+
+
+def _linear_taps(src: int, dst: int):
+    """Source indices and weights of OpenCV-style bilinear resizing along one axis.
+
+    Pixel centres are aligned (``x = (i + 0.5) * src / dst - 0.5``), coordinates outside the
+    image are clamped to the edge pixel, and weights are rounded to 1/2048 as OpenCV's
+    fixed-point ``INTER_LINEAR`` does. No anti-aliasing: like ``cv2.resize``, a large
+    downscale samples rather than averages.
+    """
+    x = (np.arange(dst, dtype=np.float64) + 0.5) * (src / dst) - 0.5
+    x = np.maximum(x, 0.0)
+    x0 = np.floor(x).astype(np.int64)
+    frac = x - x0
+    at_end = x0 >= src - 1
+    x0[at_end] = src - 1
+    frac[at_end] = 0.0
+    x1 = np.minimum(x0 + 1, src - 1)
+    frac = np.round(frac * 2048.0) / 2048.0
+    return x0, x1, frac.astype(np.float32)
+
+
+def resize_bilinear(frames: np.ndarray, height: int, width: int | None = None) -> np.ndarray:
+    """Bilinear resize of uint8 ``[N, H, W, C]`` (or ``[H, W, C]``) to ``[N, height, width, C]``.
+
+    Same sampling grid as OpenCV's ``cv2.resize(..., interpolation=INTER_LINEAR)`` (the
+    official colab's resize); results are rounded to uint8 as OpenCV does, and agree with it
+    to within one grey level.
+    """
+    width = height if width is None else width
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8:
+        raise ValueError(f"resize_bilinear expects uint8 frames, got {frames.dtype}")
+    single = frames.ndim == 3
+    if single:
+        frames = frames[None]
+    if frames.ndim != 4:
+        raise ValueError(f"expected frames [N, H, W, C], got shape {frames.shape}")
+    src_h, src_w = frames.shape[1:3]
+    if (src_h, src_w) == (height, width):
+        out = frames.copy()
+    else:
+        y0, y1, fy = _linear_taps(src_h, height)
+        x0, x1, fx = _linear_taps(src_w, width)
+        top = frames[:, y0].astype(np.float32)
+        rows = top + (frames[:, y1].astype(np.float32) - top) * fy[None, :, None, None]
+        left = rows[:, :, x0]
+        out = left + (rows[:, :, x1] - left) * fx[None, None, :, None]
+        out = np.floor(out + 0.5).clip(0, 255).astype(np.uint8)
+    return out[0] if single else out
+
+
+def center_crop_resize_uint8(frames: np.ndarray, size: int = 224) -> np.ndarray:
+    """Centre square crop, then bilinear resize: uint8 ``[N, H, W, 3]`` -> ``[N, size, size, 3]``.
+
+    Stays uint8 (what the samplers keep in memory: a quarter of float32's size).
+    """
+    frames = _check_frames(frames)
+    top, left, side = center_crop_box(*frames.shape[1:3])
+    return resize_bilinear(frames[:, top:top + side, left:left + side], size)
+
+
+def center_crop_resize(frames: np.ndarray, size: int = 224) -> np.ndarray:
+    """The model's input contract: uint8 RGB ``[N, H, W, 3]`` -> float32 ``[N, size, size, 3]``.
+
+    Output values are in [0, 1].
+
+    Centre square crop (:func:`center_crop_box`), bilinear resize to ``size`` x ``size``
+    (:func:`resize_bilinear`), divide by 255. A single frame ``[H, W, 3]`` gives
+    ``[size, size, 3]``. Raises ``ValueError`` for other shapes or dtypes.
+    """
+    single = np.ndim(frames) == 3
+    out = center_crop_resize_uint8(frames[None] if single else frames, size)
+    out = out.astype(np.float32) / np.float32(255.0)
+    return out[0] if single else out
+
+
+def _check_frames(frames) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"expected RGB frames [N, H, W, 3], got shape {frames.shape}")
+    if frames.dtype != np.uint8:
+        raise ValueError(f"expected uint8 frames (0..255), got {frames.dtype}; decode with "
+                         f"iter_frames, or convert with (x * 255).round().astype(np.uint8)")
+    if min(frames.shape[1:3]) == 0:
+        raise ValueError(f"frames have an empty side: shape {frames.shape}")
+    return frames
+
+
+# --------------------------------------------------------------------------------------------
+# Sampling
+# --------------------------------------------------------------------------------------------
+
+def colab_indices(num_available: int, num_frames: int = 32) -> np.ndarray:
+    """Frame indices of the official colab's clip: the first ``num_frames`` frames.
+
+    A shorter video repeats each frame in place (``f0, f0, f1, f1, ...``, ``np.repeat`` by
+    ``ceil(num_frames / num_available)``) and is cut to ``num_frames``.
+    """
+    if num_available <= 0:
+        raise ValueError("a video needs at least one frame")
+    if num_available >= num_frames:
+        return np.arange(num_frames)
+    repeat = math.ceil(num_frames / num_available)
+    return np.repeat(np.arange(num_available), repeat)[:num_frames]
+
+
+def colab_clip(path, num_frames: int = 32, size: int = 224) -> np.ndarray:
+    """The official colab's clip of ``path``: float32 ``[num_frames, size, size, 3]`` in [0, 1].
+
+    Decodes only the first ``num_frames`` frames, in order, with no frame-rate resampling
+    (see :func:`colab_indices` for short videos), then :func:`center_crop_resize`.
+    Raises :class:`VideoError`.
+    """
+    frames = []
+    for frame in iter_frames(path):
+        frames.append(center_crop_resize_uint8(frame[None], size)[0])
+        if len(frames) == num_frames:
+            break
+    clip = np.stack(frames)[colab_indices(len(frames), num_frames)]
+    return clip.astype(np.float32) / np.float32(255.0)
+
+
+def resample_indices(frame_times: np.ndarray, fps: float) -> np.ndarray:
+    """Indices of the source frames on screen at times ``0, 1/fps, 2/fps, ...``.
+
+    ``frame_times``: sorted presentation times in seconds, starting at 0. The video lasts until
+    one frame interval after its last frame (median interval; 1 frame when there is only one).
+    Each output time shows the last frame whose time is <= it.
+    """
+    frame_times = np.asarray(frame_times, dtype=np.float64)
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    if len(frame_times) > 1:
+        step = float(np.median(np.diff(frame_times)))
+        duration = frame_times[-1] + (step if step > 0 else 0.0)
+    else:
+        duration = 0.0
+    count = max(1, math.ceil(duration * fps - 1e-6))
+    times = np.arange(count) / fps
+    # A tolerance, so a frame stamped 0.19999 s counts as being on screen at 0.2 s.
+    index = np.searchsorted(frame_times, times + 1e-6, side="right") - 1
+    return np.clip(index, 0, len(frame_times) - 1)
+
+
+def window_starts(num_resampled: int, num_windows: int, num_frames: int) -> np.ndarray:
+    """Start positions of ``num_windows`` windows of ``num_frames``, evenly spaced, rounded.
+
+    The first window starts at 0 and the last ends at the end of the video; a video shorter
+    than one window puts every window at 0 (its frames then loop, see :func:`window_indices`).
+    """
+    last = max(num_resampled - num_frames, 0)
+    return np.round(np.linspace(0, last, num_windows)).astype(np.int64)
+
+
+def window_indices(frame_times: np.ndarray, num_windows: int = 10, num_frames: int = 16,
+                   fps: float = 5.0) -> np.ndarray:
+    """Source-frame indices ``[num_windows, num_frames]`` of the evaluation protocol.
+
+    The video is resampled to ``fps`` (:func:`resample_indices`); ``num_windows`` windows of
+    ``num_frames`` consecutive resampled frames are spaced evenly (:func:`window_starts`);
+    a video shorter than one window loops (``0, 1, ..., M-1, 0, 1, ...``).
+    """
+    resampled = resample_indices(frame_times, fps)
+    starts = window_starts(len(resampled), num_windows, num_frames)
+    positions = (starts[:, None] + np.arange(num_frames)[None, :]) % len(resampled)
+    return resampled[positions]
+
+
+def eval_windows(path, num_windows: int = 10, num_frames: int = 16, fps: float = 5.0,
+                 size: int = 224) -> np.ndarray:
+    """Evaluation-protocol windows of ``path``: float32 ``[num_windows, num_frames, size, size, 3]``.
+
+    Frame times come from the container (variable frame rates are honoured); see
+    :func:`window_indices`. Decoding streams once through the file and keeps only the needed
+    frames, already cropped and resized. Raises :class:`VideoError`.
+    """
+    times = frame_times(path)
+    indices = window_indices(times, num_windows, num_frames, fps)
+    needed = set(np.unique(indices).tolist())
+    last_needed = max(needed)
+    kept: dict[int, np.ndarray] = {}
+    decoded = 0
+    for index, frame in enumerate(iter_frames(path)):
+        decoded = index + 1
+        if index in needed:
+            kept[index] = center_crop_resize_uint8(frame[None], size)[0]
+        if index >= last_needed:
+            break
+    if decoded <= last_needed:
+        # Fewer frames decode than the container announced: the tail is damaged.
+        raise VideoError(path, f"only {decoded} of {len(times)} frames could be decoded; the "
+                               f"file is probably truncated")
+    clips = np.stack([np.stack([kept[i] for i in row]) for row in indices.tolist()])
+    return clips.astype(np.float32) / np.float32(255.0)
+
+
+def load_clips(paths: Iterable, sampler: Callable = colab_clip, progress: bool | None = None,
+               **kwargs):
+    """Sample every file in ``paths``; skip unreadable ones with a warning.
+
+    ``sampler``: :func:`colab_clip` (default) or :func:`eval_windows`, called as
+    ``sampler(path, **kwargs)``. Returns ``(clips, ok_paths, failures)``: ``clips`` stacks the
+    samples of the readable files (``[N, T, size, size, 3]`` for ``colab_clip``), ``ok_paths``
+    lists those files in order, ``failures`` the :class:`VideoError` of each skipped file.
+    ``progress``: show a progress bar (default: when there is more than one file).
+    """
+    from tqdm.auto import tqdm
+
+    paths = [Path(p) for p in paths]
+    show = len(paths) > 1 if progress is None else progress
+    clips, ok_paths, failures = [], [], []
+    for path in tqdm(paths, desc="decoding", unit="video", disable=not show, leave=False):
+        try:
+            clips.append(sampler(path, **kwargs))
+            ok_paths.append(path)
+        except VideoError as err:
+            warnings.warn(f"skipping {err}", stacklevel=2)
+            failures.append(err)
+    stacked = np.stack(clips) if clips else np.zeros((0,), dtype=np.float32)
+    return stacked, ok_paths, failures
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------
+
+def _palette_frame(av, frame: np.ndarray):
+    """A pal8 frame for the GIF encoder: exact when the frame has <= 256 colours."""
+    flat = frame.reshape(-1, 3)
+    keys = (flat[:, 0].astype(np.uint32) << 16) | (flat[:, 1].astype(np.uint32) << 8) | flat[:, 2]
+    colours, index = np.unique(keys, return_inverse=True)
+    if len(colours) > 256:
+        from PIL import Image
+
+        quantised = Image.fromarray(frame).quantize(256, method=Image.Quantize.MEDIANCUT,
+                                                    dither=Image.Dither.NONE)
+        index = np.asarray(quantised, dtype=np.uint8)
+        rgb = np.asarray(quantised.getpalette()[:768], dtype=np.uint8).reshape(-1, 3)
+    else:
+        index = index.reshape(frame.shape[:2]).astype(np.uint8)
+        rgb = np.stack([(colours >> 16) & 255, (colours >> 8) & 255, colours & 255], axis=1)
+    palette = np.zeros((256, 4), dtype=np.uint8)  # ARGB, as PyAV's pal8 expects
+    palette[: len(rgb), 0] = 255
+    palette[: len(rgb), 1:] = rgb
+    return av.VideoFrame.from_ndarray((np.ascontiguousarray(index), palette), format="pal8")
+
+
+def write_video(path, frames, fps: float = 25.0) -> Path:
+    """Write uint8 RGB ``frames [N, H, W, 3]`` to ``path``; the suffix picks the container.
+
+    ``.gif`` (palette per frame: exact for frames of <= 256 colours), ``.mp4`` (H.264, yuv420p;
+    yuv444p when a side is odd), ``.avi`` (MPEG-4 Part 2), ``.webm`` (VP8). ``fps`` may be
+    fractional (e.g. 29.97). The file appears atomically, complete or not at all. Returns the path.
+    Raises ``ValueError`` for an unknown suffix or bad frames.
+    """
+    from helpers.atomic import atomic_path
+
+    av = _av()
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in CONTAINERS:
+        raise ValueError(f"cannot write {path.name}: unknown video suffix {suffix!r}; use one of "
+                         f"{', '.join(CONTAINERS)}")
+    frames = _check_frames(np.asarray(frames))
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    fmt, codec = CONTAINERS[suffix]
+    height, width = frames.shape[1:3]
+    rate = Fraction(fps).limit_denominator(1001)
+    with atomic_path(path) as tmp:
+        with av.open(str(tmp), mode="w", format=fmt) as container:
+            options = {}
+            if codec == "libx264":
+                options = {"crf": "17", "preset": "veryfast"}
+            elif codec == "libvpx":
+                options = {"crf": "8", "b": "4M"}
+            stream = container.add_stream(codec, rate=rate, options=options)
+            stream.width, stream.height = width, height
+            if codec == "gif":
+                stream.pix_fmt = "pal8"
+            elif codec == "libx264":
+                stream.pix_fmt = "yuv420p" if height % 2 == 0 and width % 2 == 0 else "yuv444p"
+            else:
+                stream.pix_fmt = "yuv420p"
+            if codec == "mpeg4":
+                stream.bit_rate = max(2_000_000, int(width * height * float(rate) * 2))
+            for frame in frames:
+                if codec == "gif":
+                    av_frame = _palette_frame(av, frame)
+                else:
+                    av_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame),
+                                                          format="rgb24")
+                for packet in stream.encode(av_frame):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+    return path
+
+
+def to_gif_bytes(frames, fps: float = 10.0) -> bytes:
+    """Encode uint8 ``[N, H, W, 3]`` frames (or float in [0, 1]) as an animated GIF, in memory."""
+    import tempfile
+
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8:
+        frames = np.round(np.clip(frames, 0.0, 1.0) * 255.0).astype(np.uint8)
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / "clip.gif"
+        write_video(target, frames, fps)
+        return target.read_bytes()
+
+
+__all__ = [
+    "CONTAINERS", "VideoError", "VideoInfo", "video_info", "iter_frames", "write_video",
+    "center_crop_box", "resize_bilinear", "center_crop_resize", "center_crop_resize_uint8",
+    "colab_indices", "colab_clip", "frame_times", "resample_indices", "window_starts",
+    "window_indices", "eval_windows", "load_clips", "to_gif_bytes",
+]
