@@ -36,8 +36,9 @@ What its source (0.16.1, ``resolver.py``, ``compressed_module_resolver.py``,
   content), so it waits about 20 minutes.
 
 :func:`hub_load` guards against all of these; :func:`explain_hub_error` turns hub's errors into
-:class:`DownloadError` messages; :func:`hub_cache_problems`, :func:`hub_cache_entry_ok` and
-:func:`repair_hub_cache` inspect and mend a cache entry.
+:class:`DownloadError` messages (the course's one explanation of them: ``helpers.milnce.load``
+loads every handle through :func:`hub_load`); :func:`hub_cache_problems`,
+:func:`hub_cache_entry_ok` and :func:`repair_hub_cache` inspect and mend a cache entry.
 
 Errors are :class:`DownloadError`, whose message names the URL, what went wrong and what to do.
 """
@@ -630,54 +631,111 @@ def _hub_invalid_archive(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and "does not appear to be a valid module" in str(exc)
 
 
+def _hub_manual_route(handle: str, cache_dir, page: str | None, install: str | None) -> str:
+    """How to get a module by hand: where to download its archive, and how to put it in place."""
+    archive = handle.rstrip("/") + "?tf-hub-format=compressed"
+    source = f"{page} or from {archive}," if page else archive
+    if install:
+        return f"download the archive in a browser from {source} and run {install}"
+    folder = (hub_cache_folder(handle, cache_dir) if cache_dir is not None
+              else "<TFHUB_CACHE_DIR>/<sha1 of the handle>")
+    return f"download the archive in a browser from {source} and unpack the .tar.gz into {folder}"
+
+
 def explain_hub_error(handle: str, exc: BaseException,
                       cache_dir: str | os.PathLike | None = None, *,
-                      timeout: float | None = None) -> DownloadError:
+                      timeout: float | None = None, page: str | None = None,
+                      install: str | None = None) -> DownloadError:
     """Turn an exception from ``tensorflow_hub.load(handle)`` into a clear :class:`DownloadError`.
 
-    What hub raises (0.16.1, see the module docstring): ``HTTPError`` for HTTP refusals (403
-    is explained as the expired / refused signed storage link of Kaggle-hosted modules),
-    ``URLError`` when offline, ``TimeoutError`` on a stall (only with a socket timeout set),
-    ``OSError('... does not appear to be a valid module')`` or ``ConnectionResetError`` when
-    the connection drops mid-archive, and TensorFlow / ``OSError`` load errors when the cached
-    folder is damaged. With ``cache_dir`` the cache entry is inspected, and a damaged one is
-    named with the command to delete it. ``timeout``: the socket timeout that was in use.
+    The one explanation of TF-Hub failures in the course (:func:`hub_load` and
+    :func:`helpers.milnce.load` use it). What hub raises (0.16.1, see the module docstring):
+
+    - ``HTTPError``: 403 is explained as the expired / refused signed storage link of
+      Kaggle-hosted modules (the refused address is named when hub was redirected), with the
+      manual route as the fix; 404 as a mistyped or moved handle; others as in
+      :func:`explain_url_error`;
+    - ``URLError`` when offline, ``TimeoutError`` on a stall (only with a socket timeout set);
+    - ``OSError('... does not appear to be a valid module')`` when the archive arrives cut
+      short, ``ConnectionResetError`` / ``http.client`` errors when the connection breaks off;
+    - TensorFlow / ``OSError`` load errors when the cached folder is damaged: with
+      ``cache_dir`` the cache entry is inspected, and a damaged (or unloadable) one is named
+      with the command to delete it.
+
+    ``timeout``: the socket timeout that was in use (named in the message of a stall).
+    ``page``: a web page where the module can be downloaded by hand; ``install``: the call that
+    puts such a downloaded archive in place (e.g. ``helpers.milnce.install_archive(...)``).
+    Without them the manual route is "download ``<handle>?tf-hub-format=compressed`` and unpack
+    it into the cache folder".
     """
-    if cache_dir is not None:
-        folder = hub_cache_folder(handle, cache_dir)
-        if folder.is_dir() and any(folder.iterdir()):
-            problem = _entry_problem(folder, deep=True)
-            if problem:
-                return DownloadError(
-                    handle,
-                    f"the cached copy in {folder} is incomplete or damaged ({problem}); "
-                    "tensorflow_hub reuses a cached folder without checking it",
-                    f"delete the folder (shutil.rmtree({str(folder)!r}), or "
-                    "helpers.downloads.repair_hub_cache) and load again",
-                )
-    archive = handle.rstrip("/") + "?tf-hub-format=compressed"
-    if isinstance(exc, (urllib.error.URLError, TimeoutError, socket.timeout)):
-        error = explain_url_error(handle, exc, timeout=timeout)
-        if isinstance(exc, urllib.error.HTTPError) and exc.code == 403:
-            folder = (hub_cache_folder(handle, cache_dir) if cache_dir is not None
-                      else "<TFHUB_CACHE_DIR>/<sha1 of the handle>")
-            error = DownloadError(
-                handle, error.problem,
-                "wait a few minutes and load again (each request gets a fresh signed link); if "
-                f"it persists, download {archive} in a browser and unpack the .tar.gz into "
-                f"{folder}; or run the course with COURSE_MODE=tiny to use the generated stand-ins",
+    folder = hub_cache_folder(handle, cache_dir) if cache_dir is not None else None
+    cached = folder is not None and folder.is_dir() and any(folder.iterdir())
+    if cached:
+        problem = _entry_problem(folder, deep=True)
+        if problem:
+            return DownloadError(
+                handle,
+                f"the cached copy in {folder} is incomplete or damaged ({problem}); "
+                "tensorflow_hub reuses a cached folder without checking it",
+                f"delete the folder (shutil.rmtree({str(folder)!r}), or "
+                "helpers.downloads.repair_hub_cache) and load again",
             )
-        return error
-    if _hub_invalid_archive(exc) or isinstance(exc, (ConnectionError, http.client.HTTPException)):
+    archive = handle.rstrip("/") + "?tf-hub-format=compressed"
+    manual = _hub_manual_route(handle, cache_dir, page, install)
+    tiny = "or run the course with COURSE_MODE=tiny to use the generated stand-ins"
+    if isinstance(exc, urllib.error.HTTPError):
+        refused = exc.url if exc.url and exc.url not in (handle, archive) else None
+        at = f" (refused at {refused})" if refused else ""
+        if exc.code == 403:
+            return DownloadError(
+                handle, explain_url_error(handle, exc).problem + at,
+                "wait a few minutes and load again (each request gets a fresh signed link); if "
+                f"it persists, {manual}; {tiny}",
+            )
+        if exc.code == 404:
+            see = f" (the module's page: {page})" if page else ""
+            return DownloadError(
+                handle,
+                f"HTTP 404 Not Found{at}: no module is served at this handle (mistyped, or the "
+                "module has moved)",
+                f"check the handle{see}; if the course's own default handle gives 404, the host "
+                f"has moved the module: please report it; meanwhile {tiny.removeprefix('or ')}",
+            )
+        error = explain_url_error(handle, exc, timeout=timeout)
+        return DownloadError(handle, error.problem + at, error.fix)
+    if _is_offline(exc):
+        return explain_url_error(handle, exc, timeout=timeout)
+    if _is_timeout(exc):
+        error = explain_url_error(handle, exc, timeout=timeout)
+        return DownloadError(handle, error.problem + "; nothing was cached",
+                             f"run again later; on a slow or stalled network, {manual}")
+    if _hub_invalid_archive(exc):
         return DownloadError(
             handle,
             "the module archive arrived incomplete or is not a tar.gz (the connection dropped, "
             "or a proxy or captive portal answered instead); tensorflow_hub cannot resume, and "
             f"nothing was cached ({type(exc).__name__}: {exc})",
-            f"run again; if it keeps failing, open {archive} in a browser to see what is served",
+            f"run again; if it keeps failing, open {archive} in a browser to see what is "
+            f"served, or {manual}",
         )
-    return DownloadError(handle, f"{type(exc).__name__}: {exc}",
-                         "see the message above; COURSE_MODE=tiny runs the course on stand-ins")
+    if isinstance(exc, (ConnectionError, http.client.HTTPException, urllib.error.URLError)):
+        return DownloadError(
+            handle,
+            f"the download from the model host broke off ({type(exc).__name__}: {_reason(exc)}); "
+            "tensorflow_hub cannot resume, and nothing was cached",
+            f"run again (tensorflow_hub starts the download over); on a slow or flaky network, "
+            f"{manual}",
+        )
+    if cached:  # a folder the checks above find complete, yet TensorFlow cannot load it
+        return DownloadError(
+            handle,
+            f"the cached module in {folder} could not be loaded ({type(exc).__name__}: "
+            f"{str(exc)[:300]})",
+            f"delete the folder (shutil.rmtree({str(folder)!r})) and load again: it is "
+            "downloaded afresh",
+        )
+    return DownloadError(handle, f"{type(exc).__name__}: {str(exc)[:300]}",
+                         f"see the message above; {tiny.removeprefix('or ')}")
 
 
 @contextlib.contextmanager
@@ -699,7 +757,8 @@ def _env_and_socket_timeout(env: dict[str, str], timeout: float | None):
 
 
 def hub_load(handle: str, cache_dir: str | os.PathLike, *, tags=None, timeout: float = 60.0,
-             retries: int = 2, progress: bool = True):
+             retries: int = 2, progress: bool = True, page: str | None = None,
+             install: str | None = None):
     """``tensorflow_hub.load(handle)`` through the cache ``cache_dir``, with the course's guards.
 
     Before loading: a lock file left by a killed process and orphaned temporary folders are
@@ -708,9 +767,13 @@ def hub_load(handle: str, cache_dir: str | os.PathLike, *, tags=None, timeout: f
     would hang for ever; note it is process-wide meanwhile), ``TFHUB_CACHE_DIR`` is
     ``cache_dir``, ``TFHUB_MODEL_LOAD_FORMAT`` is ``COMPRESSED`` and, with ``progress``,
     hub prints its download progress.
-    On failure: a dropped connection or a stall is retried up to ``retries`` times (hub starts
-    the archive over; it cannot resume); a module that was cached truncated (see the module
-    docstring) is deleted and downloaded again, also within ``retries``.
+    On failure: a dropped connection, a stall or a busy server (HTTP 5xx, 429) is retried up
+    to ``retries`` times (hub starts the archive over; it cannot resume); a module that was
+    cached truncated (see the module docstring) is deleted and downloaded again, also within
+    ``retries``; when the retries are used up, such a truncated copy is deleted too, so no
+    broken entry is left behind.
+    ``page`` / ``install``: the manual route for the error message (see
+    :func:`explain_hub_error`).
     Returns what ``hub.load`` returns (``.signatures`` for a TF1 hub-format module).
     Raises :class:`DownloadError` (from :func:`explain_hub_error`) with hub's error as cause.
     """
@@ -734,14 +797,31 @@ def hub_load(handle: str, cache_dir: str | os.PathLike, *, tags=None, timeout: f
         except Exception as exc:  # noqa: BLE001 - classified below, re-raised as DownloadError
             folder = hub_cache_folder(handle, cache_dir)
             damaged = folder.is_dir() and any(folder.iterdir()) and _entry_problem(folder, deep=True)
-            transient = (damaged or _hub_invalid_archive(exc) or _is_timeout(exc)
+            busy = (isinstance(exc, urllib.error.HTTPError)
+                    and exc.code in RETRYABLE_STATUSES)
+            transient = (damaged or busy or _hub_invalid_archive(exc) or _is_timeout(exc)
                          or (isinstance(exc, (ConnectionError, http.client.HTTPException,
                                               urllib.error.URLError))
                              and not isinstance(exc, urllib.error.HTTPError) and not _is_offline(exc)))
-            error = explain_hub_error(handle, exc, cache_dir, timeout=timeout)
+            error = explain_hub_error(handle, exc, cache_dir, timeout=timeout, page=page,
+                                      install=install)
             if not transient or attempt > retries:
+                if damaged:
+                    # Remove the incomplete copy hub cached, so no broken entry outlives us.
+                    repair_hub_cache(handle, cache_dir, deep=True)
+                    tries = f"{attempt} attempts" if attempt > 1 else "1 attempt"
+                    error = DownloadError(
+                        handle,
+                        f"after {tries} the cached module was still incomplete ({damaged}): "
+                        "tensorflow_hub caches an archive that arrives cut short between two "
+                        "of its files without noticing; the incomplete copy was removed, so "
+                        "nothing is cached",
+                        "run again later; if it keeps failing, "
+                        + _hub_manual_route(handle, cache_dir, page, install))
                 raise error from exc
             if damaged:
                 repair_hub_cache(handle, cache_dir, deep=True)
             if progress:
                 print(f"{handle}: {error.problem}; trying again", file=sys.stderr)
+            if busy:
+                time.sleep(min(0.5 * attempt, 4.0))

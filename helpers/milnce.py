@@ -24,11 +24,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import http.client
 import os
 import sys
 import tempfile
-import urllib.error
 import warnings
 from pathlib import Path
 
@@ -217,65 +215,64 @@ def _looks_local(handle: str) -> bool:
     return "://" not in handle or handle.startswith("file://")
 
 
-def load(handle: str | os.PathLike | None = None, tags=None):
+#: Where the module can be downloaded by hand, and the call that installs the downloaded
+#: archive: the manual route offered when the model host refuses (HTTP 403) or the network is
+#: too flaky for TF-Hub's downloader, which cannot resume.
+MANUAL_PAGE = "https://www.kaggle.com/models/deepmind/mil-nce (variation TensorFlow1/s3d, version 1)"
+
+
+def _install_call(handle: str) -> str:
+    extra = "" if handle == default_handle() else f", {handle!r}"
+    return f"helpers.milnce.install_archive(path_to_tar_gz{extra})"
+
+
+def load(handle: str | os.PathLike | None = None, tags=None, *, timeout: float = 60.0,
+         retries: int = 2):
     """Load the MIL-NCE module with ``hub.load`` and check it has its two signatures.
 
     ``handle``: a TF-Hub handle (default :func:`default_handle`, i.e. :data:`HANDLE`) or a
     local SavedModel folder.
     ``tags``: graph variant for TF1 Hub modules (default: the empty tags; ``{"train"}`` exists).
+    ``timeout`` / ``retries``: for the download (see :func:`helpers.downloads.hub_load`).
+    A handle is loaded through :func:`helpers.downloads.hub_load` into the mode's TF-Hub cache
+    (``config.tfhub_cache_dir``): leftovers of a killed download and damaged cache entries are
+    cleared first, a stall times out, a dropped connection is retried.
     Returns the loaded object; use ``module.signatures["video"]`` / ``["text"]``.
     Raises :class:`MilnceError` naming the problem and the fix (offline, HTTP 403 from the
-    model host, tf-keras or setuptools trouble, a broken cache folder, not a MIL-NCE module).
+    model host, tf-keras or setuptools trouble, a broken cache folder, not a MIL-NCE module);
+    for a handle its cause is the :class:`helpers.downloads.DownloadError`, whose cause is
+    tensorflow_hub's own error.
     """
+    from helpers import downloads
+
     handle = str(handle) if handle is not None else default_handle()
     if _looks_local(handle):
         local = Path(handle.removeprefix("file://")).expanduser()
         if not local.is_dir():
             raise MilnceError(f"the folder {local} does not exist",
                               "pass a TF-Hub handle (URL) or a folder holding saved_model.pb")
-        handle, folder = str(local), local
-    else:
-        mode = resolve_mode(handle)
-        folder = cache_folder(handle, mode)
-    hub = import_hub()
-    tf = import_tensorflow()
+        hub = import_hub()
+        tf = import_tensorflow()
+        try:
+            module = hub.load(str(local), tags=tags)
+        except (OSError, ValueError, RuntimeError, tf.errors.OpError) as err:
+            raise MilnceError(
+                f"the folder {local} could not be loaded as a SavedModel "
+                f"({type(err).__name__}: {str(err)[:300]})",
+                "pass a folder holding a complete SavedModel (saved_model.pb and variables/), "
+                "e.g. an unpacked module archive", str(local)) from err
+        check_signatures(module, str(local))
+        return module
+    mode = resolve_mode(handle)
+    import_hub()  # the known breakages (tf-keras, setuptools) become MilnceError with the fix
     try:
-        module = hub.load(handle, tags=tags)
-    except urllib.error.HTTPError as err:
-        raise _http_problem(handle, err) from None
-    except urllib.error.URLError as err:
-        raise MilnceError(
-            f"cannot reach the model host ({err.reason})",
-            "check the internet connection (and any proxy); offline, run the course with "
-            "COURSE_MODE=tiny to use the generated stand-in", handle) from None
-    except (TimeoutError, ConnectionError, http.client.HTTPException) as err:
-        raise MilnceError(
-            f"the download from the model host broke off ({type(err).__name__}: {err})",
-            "retry (TF-Hub starts the download over); on a slow or flaky network, download "
-            "the archive in a browser and use helpers.milnce.install_archive", handle) from None
-    except (OSError, ValueError, RuntimeError, tf.errors.OpError) as err:
-        raise MilnceError(
-            f"the module could not be loaded ({type(err).__name__}: {str(err)[:300]})",
-            f"if a download was interrupted, delete the cache folder {folder} and load again",
-            handle) from None
+        module = downloads.hub_load(handle, config.tfhub_cache_dir(mode), tags=tags,
+                                    timeout=timeout, retries=retries, page=MANUAL_PAGE,
+                                    install=_install_call(handle))
+    except downloads.DownloadError as err:
+        raise MilnceError(err.problem, err.fix, handle) from err
     check_signatures(module, handle)
     return module
-
-
-def _http_problem(handle: str, err: urllib.error.HTTPError) -> MilnceError:
-    if err.code == 403:
-        return MilnceError(
-            f"HTTP 403 Forbidden from {err.url or 'the model host'}: Kaggle's signed storage URLs "
-            "refuse some requests (tensorflow/hub issues #922, #931-#933)",
-            "retry in a few minutes; or download the model archive in a browser from "
-            "https://www.kaggle.com/models/deepmind/mil-nce (TensorFlow1, s3d, version 1) and "
-            "run helpers.milnce.install_archive(path_to_tar_gz); or use COURSE_MODE=tiny",
-            handle)
-    if err.code == 404:
-        return MilnceError(f"HTTP 404 Not Found: no module at {err.url or handle}",
-                           f"check the handle; the official one is {HANDLE}", handle)
-    return MilnceError(f"HTTP {err.code} {err.reason} from the model host",
-                       "retry later (the host is busy or failing)", handle)
 
 
 def check_signatures(module, handle: str | None = None) -> None:
