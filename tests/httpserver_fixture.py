@@ -20,11 +20,13 @@ What a route can do (all per path, changeable at any time with :meth:`LocalServe
   (``body_override=``);
 - be slow: ``chunk_delay`` seconds between chunks of ``chunk_size`` bytes;
 - stall: send nothing past byte ``stall_at`` of the file (in any response, resumed or not),
-  holding the connection open for ``stall_seconds``, then close it.
+  holding the connection open for ``stall_seconds``, then close it;
+- refuse (403) requests whose ``User-Agent`` does not start with ``require_user_agent``, as
+  Wikimedia refuses clients that do not identify themselves.
 
-Every request is recorded: :meth:`LocalServer.stats` gives the count, the ``Range`` headers,
-the statuses and the body bytes handed to the socket for a path (counted before each write,
-so a client that has read them never sees a smaller count).
+Every request is recorded: :meth:`LocalServer.stats` gives the count, the ``Range`` and
+``User-Agent`` headers, the statuses and the body bytes handed to the socket for a path
+(counted before each write, so a client that has read them never sees a smaller count).
 
 Bounds (so a test can never hang on the server): the accept loop stops after ``max_requests``
 requests or ``lifetime`` seconds, handler threads are daemons, each response stops after
@@ -81,6 +83,7 @@ class Route:
     chunk_delay: float = 0.0
     stall_at: int | None = None
     stall_seconds: float = 3.0
+    require_user_agent: str | None = None
     extra_headers: dict = dataclasses.field(default_factory=dict)
 
     def content(self) -> bytes:
@@ -102,6 +105,7 @@ class Stats:
     ranges: list = dataclasses.field(default_factory=list)
     statuses: list = dataclasses.field(default_factory=list)
     methods: list = dataclasses.field(default_factory=list)
+    user_agents: list = dataclasses.field(default_factory=list)
 
 
 def _parse_range(header: str | None, size: int):
@@ -147,9 +151,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             index = stats.requests
             stats.ranges.append(self.headers.get("Range"))
             stats.methods.append(self.command)
+            stats.user_agents.append(self.headers.get("User-Agent"))
         self.close_connection = True
         if route is None:
             return self._status(stats, 404, b"no such path on the test server\n")
+        agent = self.headers.get("User-Agent") or ""
+        if route.require_user_agent is not None and not agent.startswith(route.require_user_agent):
+            return self._status(stats, 403, b"Please set a user-agent and respect our robot policy\n")
         if route.status is not None:
             return self._status(stats, route.status, f"HTTP {route.status} from the test server\n".encode())
         if route.redirect is not None:
@@ -383,6 +391,63 @@ def tfhub_tarball(saved_model_dir: str | Path) -> bytes:
         for path in sorted(root.rglob("*")):
             tar.add(path, arcname=str(path.relative_to(root)), recursive=False)
     return buffer.getvalue()
+
+
+def cut_between_files(archive: bytes, member: str) -> int:
+    """A prefix length of the .tar.gz ``archive`` whose data ends after every file before
+    ``member`` and inside ``member``'s header: what a connection dropped between two files
+    delivers (tensorflow_hub takes it for a complete archive)."""
+    import zlib
+
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        header = tar.getmember(member).offset  # where its 512-byte header starts
+
+    def produced(n):
+        return len(zlib.decompressobj(wbits=31).decompress(archive[:n]))
+
+    low, high = 0, len(archive)  # smallest prefix that produces at least `header` bytes
+    while low < high:
+        mid = (low + high) // 2
+        low, high = (mid + 1, high) if produced(mid) < header else (low, mid)
+    assert header <= produced(low) < header + 512, "no prefix ends inside the header"
+    return low
+
+
+def dead_pid() -> int:
+    """The id of a process of this machine that has finished (a lock's owner that is gone)."""
+    import subprocess
+    import sys
+
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True, timeout=30)
+    return int(child.stdout)
+
+
+def leave_hub_download_state(handle: str, cache_dir: Path, pid: int) -> tuple[Path, Path]:
+    """What a ``hub.load`` killed mid-download leaves in ``cache_dir``: its lock file and
+    half-filled temporary folder, named and written by tensorflow_hub's own helpers (only the
+    pid is swapped). Returns ``(lock, tmp)``.
+
+    The suite does not start a second TensorFlow process to kill (seconds of import); a manual
+    run that did (SIGKILL while the archive was arriving) left exactly these two paths.
+    """
+    import os
+
+    from tensorflow_hub import resolver
+
+    from helpers import downloads
+
+    module_dir = str(downloads.hub_cache_folder(handle, cache_dir))
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    uid = "0123456789abcdef0123456789abcdef"
+    ours = resolver._lock_file_contents(uid)  # "<host>.<our pid>.<uid>"
+    assert ours.endswith(f".{os.getpid()}.{uid}")
+    lock = Path(resolver._lock_filename(module_dir))
+    lock.write_text(ours.replace(f".{os.getpid()}.", f".{pid}."))
+    tmp = Path(resolver._temp_download_dir(module_dir, uid))
+    (tmp / "variables").mkdir(parents=True)
+    (tmp / "saved_model.pb").write_bytes(b"\0" * 1000)
+    return lock, tmp
 
 
 @pytest.fixture

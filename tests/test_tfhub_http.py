@@ -5,18 +5,19 @@ docstring; helpers.downloads.hub_load and explain_hub_error build on it.
 """
 
 import hashlib
-import io
 import os
-import subprocess
-import sys
-import tarfile
 import time
 import urllib.error
-import zlib
 from pathlib import Path
 
 import pytest
-from httpserver_fixture import LocalServer, tfhub_tarball
+from httpserver_fixture import (
+    LocalServer,
+    cut_between_files,
+    dead_pid,
+    leave_hub_download_state,
+    tfhub_tarball,
+)
 
 from helpers import downloads
 from helpers.downloads import DownloadError
@@ -154,23 +155,6 @@ def test_drop_inside_a_file_of_the_archive(hub_env, cache):
     assert server.stats(f"/drop{HANDLE_PATH}?tf-hub-format=compressed").requests == 3
 
 
-def _cut_between_files(archive: bytes, member: str) -> int:
-    """A prefix length of the .tar.gz whose data ends after every file before ``member`` and
-    inside ``member``'s header: what a connection dropped between two files delivers."""
-    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
-        header = tar.getmember(member).offset  # where its 512-byte header starts
-
-    def produced(n):
-        return len(zlib.decompressobj(wbits=31).decompress(archive[:n]))
-
-    low, high = 0, len(archive)  # smallest prefix that produces at least `header` bytes
-    while low < high:
-        mid = (low + high) // 2
-        low, high = (mid + 1, high) if produced(mid) < header else (low, mid)
-    assert header <= produced(low) < header + 512, "no prefix ends inside the header"
-    return low
-
-
 @pytest.mark.parametrize("first_missing", ["variables", "variables/variables.index"])
 def test_drop_between_files_caches_a_broken_module_that_the_helper_repairs(hub_env, cache,
                                                                            first_missing):
@@ -178,7 +162,7 @@ def test_drop_between_files_caches_a_broken_module_that_the_helper_repairs(hub_e
 
     server = hub_env["server"]
     archive = hub_env["archive"]
-    cut = _cut_between_files(archive, first_missing)
+    cut = cut_between_files(archive, first_missing)
     prefix = f"/cut-{first_missing.replace('/', '-')}"
     handle = server.add_tfhub_module(prefix + HANDLE_PATH, hub_env["saved"], drop_after=cut)
     query = f"{prefix}{HANDLE_PATH}?tf-hub-format=compressed"
@@ -207,7 +191,7 @@ def test_drop_between_files_caches_a_broken_module_that_the_helper_repairs(hub_e
 
 def test_truncated_download_inside_hub_load_is_repaired_and_retried(hub_env, tmp_path):
     server = hub_env["server"]
-    cut = _cut_between_files(hub_env["archive"], "variables/variables.index")
+    cut = cut_between_files(hub_env["archive"], "variables/variables.index")
     handle = server.add_tfhub_module("/cut2" + HANDLE_PATH, hub_env["saved"], drop_after=cut,
                                      drop_times=1)
     _check_module(downloads.hub_load(handle, tmp_path / "c", timeout=5, progress=False))
@@ -238,40 +222,12 @@ def test_offline_errors_are_explained():
     assert "cannot reach the host" in str(error) and "COURSE_MODE=tiny" in str(error)
 
 
-def _dead_pid() -> int:
-    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                           capture_output=True, text=True, check=True)
-    return int(child.stdout)
-
-
-def _leave_download_state(handle: str, cache_dir: Path, pid: int) -> tuple[Path, Path]:
-    """What a ``hub.load`` killed mid-download leaves: its lock file and half-filled temporary
-    folder, named and written by tensorflow_hub's own helpers (only the pid is swapped).
-
-    The suite does not start a second TensorFlow process to kill (seconds of import); a manual
-    run that did (SIGKILL while the archive was arriving) left exactly these two paths.
-    """
-    from tensorflow_hub import resolver
-
-    module_dir = str(downloads.hub_cache_folder(handle, cache_dir))
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    uid = "0123456789abcdef0123456789abcdef"
-    ours = resolver._lock_file_contents(uid)  # "<host>.<our pid>.<uid>"
-    assert ours.endswith(f".{os.getpid()}.{uid}")
-    lock = Path(resolver._lock_filename(module_dir))
-    lock.write_text(ours.replace(f".{os.getpid()}.", f".{pid}."))
-    tmp = Path(resolver._temp_download_dir(module_dir, uid))
-    (tmp / "variables").mkdir(parents=True)
-    (tmp / "saved_model.pb").write_bytes(b"\0" * 1000)
-    return lock, tmp
-
-
 def test_killed_download_leaves_a_lock_that_hub_load_clears(hub_env, tmp_path):
     server = hub_env["server"]
     handle = server.add_tfhub_module("/killed" + HANDLE_PATH, hub_env["saved"])
     cache_dir = tmp_path / "cache"
     folder = downloads.hub_cache_folder(handle, cache_dir)
-    lock, tmp = _leave_download_state(handle, cache_dir, _dead_pid())
+    lock, tmp = leave_hub_download_state(handle, cache_dir, dead_pid())
     problems = downloads.hub_cache_problems(handle, cache_dir)
     assert len(problems) == 2
     assert str(lock) in problems[0] and "no longer runs" in problems[0] and "20 minutes" in problems[0]
@@ -288,7 +244,7 @@ def test_killed_download_leaves_a_lock_that_hub_load_clears(hub_env, tmp_path):
 def test_a_live_download_is_left_alone(hub_env, tmp_path):
     handle = hub_env["server"].url("/busy/module/1")
     cache_dir = tmp_path / "cache"
-    lock, tmp = _leave_download_state(handle, cache_dir, os.getpid())  # a running process
+    lock, tmp = leave_hub_download_state(handle, cache_dir, os.getpid())  # a running process
     problems = downloads.hub_cache_problems(handle, cache_dir)
     assert len(problems) == 1 and "is downloading the module now" in problems[0]
     assert downloads.repair_hub_cache(handle, cache_dir) == []
