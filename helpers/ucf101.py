@@ -58,10 +58,10 @@ from helpers.ucf101_sampling import (MMV_PROTOCOL, Protocol, TrainDraw, clip_ind
 from helpers.ucf101_splits import (SPLITS, Split, SplitError, VideoEntry,  # noqa: F401
                                    available_splits, find_splits_dir, index_videos, load_split,
                                    locate_videos, read_class_index, read_video_list, test_groups)
-from helpers.ucf101_store import (MMV_ENCODING, EncodeParams, FrameStore,  # noqa: F401
-                                  PrepareReport, StoredVideo, StoreError, VideoEncodeError,
-                                  copy_split_files, ffmpeg_command, prepare_store, reencode_video,
-                                  split_jpeg_stream)
+from helpers.ucf101_store import (JPEG_DECODERS, MMV_ENCODING, EncodeParams,  # noqa: F401
+                                  FrameStore, PrepareReport, StoredVideo, StoreError,
+                                  VideoEncodeError, copy_split_files, ffmpeg_command,
+                                  prepare_store, reencode_video, split_jpeg_stream)
 
 #: The videos, as one flat zip (the mirror tensorflow_datasets uses).
 VIDEOS_ZIP = downloads.Resource(
@@ -296,9 +296,13 @@ def prepare(videos_dir, splits_dir, store_dir, *, splits=None, classes=None,
     return report
 
 
-def open_store(store_dir) -> FrameStore:
-    """Open a frame store made by :func:`prepare`."""
-    return FrameStore(store_dir)
+def open_store(store_dir, decoder: str = "pillow") -> FrameStore:
+    """Open a frame store made by :func:`prepare`.
+
+    ``decoder``: ``pillow`` (default) or ``tensorflow``, which decodes the JPEGs exactly as the
+    release did (TensorFlow's default fast DCT; see :mod:`helpers.ucf101_store`).
+    """
+    return FrameStore(store_dir, decoder)
 
 
 def store_split(store: FrameStore, number: int = 1, classes=None) -> Split:
@@ -441,8 +445,8 @@ def split_features(store: FrameStore, split: Split, encoder: Encoder, *,
 def evaluate(store_dir, split: int = 1, backbone: str = "s3d", *, checkpoint=None,
              cache_dir=None, report_path=None, C: float = probe.DEFAULT_C,
              protocol: Protocol = MMV_PROTOCOL, classes=None, batch_size: int = 8,
-             workers: int | None = None, progress: bool = True, encoder: Encoder | None = None
-             ) -> dict:
+             workers: int | None = None, progress: bool = True, encoder: Encoder | None = None,
+             jpeg_decoder: str = "pillow") -> dict:
     """Run the whole linear evaluation on one split; return (and optionally write) the report.
 
     ``backbone``: a key of :data:`ENCODERS` (ignored when ``encoder`` is given).
@@ -451,7 +455,7 @@ def evaluate(store_dir, split: int = 1, backbone: str = "s3d", *, checkpoint=Non
     published number for the backbone and timings.
     """
     started = time.perf_counter()
-    store = open_store(store_dir)
+    store = open_store(store_dir, jpeg_decoder)
     the_split = store_split(store, split, classes)
     encoder = encoder or get_encoder(backbone, checkpoint)
     features = split_features(store, the_split, encoder, protocol=protocol, cache_dir=cache_dir,
@@ -476,6 +480,7 @@ def evaluate(store_dir, split: int = 1, backbone: str = "s3d", *, checkpoint=Non
                       f"{protocol.test_windows} windows",
         "store": {"path": str(store.root), **{k: store.manifest[k] for k in (
             "fps", "qscale", "duration", "ffmpeg_command", "ffmpeg_version", "store_id")}},
+        "jpeg_decoder": store.decoder,
         "classes": list(the_split.classes) if classes else None,
         "num_classes": the_split.num_classes,
         "num_train_videos": len(features.train_names),
@@ -549,6 +554,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", help="comma-separated class names to keep")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--workers", type=int, default=None, help="decoding threads")
+    p.add_argument("--jpeg-decoder", choices=JPEG_DECODERS, default="pillow",
+                   help="pillow (default) or tensorflow (TF's fast DCT, exactly as the release)")
     defaults = MMV_PROTOCOL
     p.add_argument("--frames", type=int, default=defaults.num_frames)
     p.add_argument("--stride", type=int, default=defaults.stride)
@@ -582,7 +589,7 @@ def main(argv=None) -> int:
                           cache_dir=args.cache, report_path=args.report, C=args.C,
                           protocol=protocol, classes=_classes_arg(args.classes),
                           batch_size=args.batch_size, workers=args.workers,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, jpeg_decoder=args.jpeg_decoder)
         published = report["published_top1_percent"]
         print(f"UCF101 split {args.split}, {args.backbone} ({report['encoder']}): "
               f"top-1 {100 * report['top1']:.2f} %, top-5 {100 * report['top5']:.2f} % "

@@ -13,7 +13,7 @@ Features are cached per video, under::
     <cache_dir>/<encoder name>/<sampling>-<key>/part-<id>.npz   (names, features, fingerprints)
 
 ``key`` hashes everything the features depend on: the encoder name, ``train``/``test``, the
-protocol parameters, and the store (its id and re-encoding parameters). Caching per video rather
+protocol parameters, and the store (its id, re-encoding parameters and JPEG decoder). Caching per video rather
 than per split means splits 1-3 share their work (every video is a training video in two splits
 and a test video in one) and a subset of classes reuses what a full run computed. A part is
 written atomically once all clips of its videos are done, so a run killed at any moment leaves
@@ -72,6 +72,7 @@ def cache_settings(encoder_name: str, sampling: str, protocol: Protocol, store) 
         "protocol": protocol.asdict(),
         "store_id": store.store_id,
         "store_encoding": dataclasses.asdict(store.params),
+        "jpeg_decoder": getattr(store, "decoder", "pillow"),
     }
 
 
@@ -114,10 +115,13 @@ def _load_parts(folder: Path, wanted: set[str], fingerprints: dict[str, tuple[in
 
 def _write_part(folder: Path, names: list[str], features: np.ndarray,
                 fingerprints: list[tuple[int, int]]) -> Path:
+    """One part file, written atomically (uncompressed: float features barely compress)."""
     path = folder / f"part-{uuid.uuid4().hex}.npz"
-    atomic.save_npz(path, names=np.asarray(names, dtype=str),
-                    features=np.asarray(features, dtype=np.float32),
-                    fingerprints=np.asarray(fingerprints, dtype=np.int64).reshape(-1, 2))
+    with atomic.atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, names=np.asarray(names, dtype=str),
+                     features=np.asarray(features, dtype=np.float32),
+                     fingerprints=np.asarray(fingerprints, dtype=np.int64).reshape(-1, 2))
     return path
 
 
@@ -130,13 +134,14 @@ def consolidate(folder: str | os.PathLike) -> int:
     names, features, prints, seen = [], [], [], set()
     for part in parts:
         with np.load(part, allow_pickle=False) as data:
-            for i, name in enumerate(str(n) for n in data["names"]):
-                if name not in seen:
-                    seen.add(name)
-                    names.append(name)
-                    features.append(data["features"][i])
-                    prints.append(tuple(int(v) for v in data["fingerprints"][i]))
-    _write_part(folder, names, np.stack(features), prints)
+            part_names = [str(n) for n in data["names"]]
+            part_features, part_prints = data["features"], data["fingerprints"]  # read once
+        keep = [i for i, name in enumerate(part_names) if name not in seen]
+        seen.update(part_names)
+        names += [part_names[i] for i in keep]
+        features.append(part_features[keep])
+        prints += [tuple(int(v) for v in part_prints[i]) for i in keep]
+    _write_part(folder, names, np.concatenate(features), prints)
     for part in parts:  # after the merged part exists: a crash here only leaves duplicates
         part.unlink(missing_ok=True)
     return len(parts)

@@ -24,7 +24,11 @@ Container format (little-endian): ``b"UCFJPEG1"``, ``uint32`` frame count, ``uin
 bytes. Each container is written to a temporary name and renamed, so a store never holds half a
 video, and a rerun of :func:`prepare_store` skips the videos already there.
 
-Nothing here imports TensorFlow or JAX; JPEGs are decoded with Pillow.
+JPEG decoding: Pillow by default (libjpeg's accurate integer DCT, equal to TensorFlow's
+``dct_method="INTEGER_ACCURATE"``). The release decoded through tensorflow_datasets, i.e.
+``tf.image.decode_image`` with TensorFlow's default *fast* integer DCT, which differs by a few
+grey levels in about half of the pixel values; ``decoder="tensorflow"`` reproduces it bit for bit
+(and imports TensorFlow on first use). Nothing here imports TensorFlow or JAX at import time.
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ MANIFEST = "manifest.json"
 FAILURES = "failures.json"
 STORE_FORMAT = "ucf101-mmv-jpeg-store"
 STORE_VERSION = 1
+#: ``pillow`` (default; accurate DCT) or ``tensorflow`` (TF's default fast DCT, as the release).
+JPEG_DECODERS = ("pillow", "tensorflow")
 
 
 class StoreError(RuntimeError):
@@ -188,6 +194,47 @@ def reencode_video(src: str | os.PathLike, params: EncodeParams = MMV_ENCODING,
     return frames
 
 
+# --- JPEG decoding -----------------------------------------------------------------------------
+
+def _check_decoder(decoder: str) -> str:
+    if decoder not in JPEG_DECODERS:
+        raise ValueError(f"decoder must be one of {JPEG_DECODERS}, got {decoder!r}")
+    return decoder
+
+
+def decode_jpeg_pillow(jpeg: bytes) -> np.ndarray:
+    """One JPEG -> ``[H, W, 3] uint8`` RGB with Pillow."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(jpeg)) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+_tf_lock = threading.Lock()
+_tf = None
+
+
+def _tensorflow():
+    """TensorFlow for decoding, set up (once) to share a GPU with JAX instead of grabbing it."""
+    global _tf
+    with _tf_lock:
+        if _tf is None:
+            from helpers import gpu
+
+            gpu.share_gpu()
+            import tensorflow as tf
+
+            _tf = tf
+    return _tf
+
+
+def decode_jpeg_tensorflow(jpeg: bytes) -> np.ndarray:
+    """One JPEG -> ``[H, W, 3] uint8`` with ``tf.io.decode_jpeg`` defaults (as the release)."""
+    tf = _tensorflow()
+    with tf.device("/CPU:0"):
+        return tf.io.decode_jpeg(jpeg, channels=3).numpy()
+
+
 # --- containers --------------------------------------------------------------------------------
 
 def _jpeg_size(jpeg: bytes) -> tuple[int, int]:
@@ -221,9 +268,11 @@ class StoredVideo:
     a training clip touches only the JPEGs it needs. Safe to use from several threads.
     """
 
-    def __init__(self, path: str | os.PathLike, name: str | None = None):
+    def __init__(self, path: str | os.PathLike, name: str | None = None,
+                 decoder: str = "pillow"):
         self.path = Path(path)
         self.name = name or self.path.name[: -len(CONTAINER_SUFFIX)]
+        self.decoder = _check_decoder(decoder)
         try:
             with open(self.path, "rb") as handle:
                 header = handle.read(_HEADER.size)
@@ -269,18 +318,17 @@ class StoredVideo:
     def frames(self, indices=None) -> np.ndarray:
         """Decode frames ``indices`` (default: all) -> ``[N, H, W, 3] uint8`` RGB.
 
-        Each distinct frame is decoded once, however often it is asked for (looping clips).
+        Each distinct frame is decoded once, however often it is asked for (looping clips);
+        with the video's ``decoder`` (see the module docstring).
         """
-        from PIL import Image
-
+        decode = decode_jpeg_pillow if self.decoder == "pillow" else decode_jpeg_tensorflow
         if indices is None:
             indices = np.arange(self.num_frames)
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         unique, inverse = np.unique(indices, return_inverse=True)
         out = np.empty((len(unique), self.height, self.width, 3), dtype=np.uint8)
         for row, jpeg in enumerate(self.jpegs(unique)):
-            with Image.open(io.BytesIO(jpeg)) as image:
-                array = np.asarray(image.convert("RGB"))
+            array = decode(jpeg)
             if array.shape != out.shape[1:]:
                 raise StoreError(f"{self.path}: frame {unique[row]} is {array.shape[:2]}, "
                                  f"not {out.shape[1:3]}")
@@ -310,10 +358,14 @@ class PrepareReport:
 
 
 class FrameStore:
-    """A folder of re-encoded videos (see the module docstring for the layout)."""
+    """A folder of re-encoded videos (see the module docstring for the layout).
 
-    def __init__(self, root: str | os.PathLike):
+    ``decoder``: how its videos decode JPEGs, ``pillow`` or ``tensorflow``.
+    """
+
+    def __init__(self, root: str | os.PathLike, decoder: str = "pillow"):
         self.root = Path(root)
+        self.decoder = _check_decoder(decoder)
         manifest = self.root / MANIFEST
         if not manifest.is_file():
             raise StoreError(f"{self.root}: no {MANIFEST}; this is not a frame store (make one "
@@ -364,7 +416,7 @@ class FrameStore:
         """The container of ``name`` (headers are read once and remembered)."""
         with self._lock:
             if name not in self._cache:
-                self._cache[name] = StoredVideo(self.path_for(name), name)
+                self._cache[name] = StoredVideo(self.path_for(name), name, self.decoder)
             return self._cache[name]
 
     def failures(self) -> dict[str, str]:

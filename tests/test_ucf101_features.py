@@ -172,6 +172,8 @@ def test_cache_key_depends_on_the_settings(store, tmp_path):
     assert a != uf.feature_cache_dir(tmp_path, "enc", "train", PROTOCOL.replace(seed=1), store)
     assert a != uf.feature_cache_dir(tmp_path, "enc", "train", PROTOCOL.replace(crop_size=16),
                                      store)
+    tf_decoded = st.FrameStore(store.root, decoder="tensorflow")
+    assert a != uf.feature_cache_dir(tmp_path, "enc", "train", PROTOCOL, tf_decoded)
 
 
 def test_bad_inputs_and_encoders(store, tmp_path):

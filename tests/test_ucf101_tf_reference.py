@@ -47,3 +47,23 @@ def test_window_starts_match_tf_linspace():
         want = scalar_calls(stops).numpy()
         got = np.stack([sm.test_window_starts(int(n), windows) for n in lengths])
         np.testing.assert_array_equal(got, want, err_msg=f"windows={windows}")
+
+
+def test_jpeg_decoders(tmp_path):
+    """Pillow decodes like TF's accurate DCT; decoder='tensorflow' like the release (TF default)."""
+    from helpers import ucf101_store as st
+    from helpers.standins.ucf101 import CLASS_SPECS, render_video, write_avi
+
+    avi = write_avi(tmp_path / "v_A_g01_c01.avi", render_video(CLASS_SPECS[4], 6, (48, 64)), 25)
+    jpegs = st.reencode_video(avi)
+    store_video = st.write_container(tmp_path / "v.jpgs", jpegs)
+    pillow = st.StoredVideo(store_video).frames()
+    released = st.StoredVideo(store_video, decoder="tensorflow").frames()
+    for i, jpeg in enumerate(jpegs):
+        accurate = tf.io.decode_jpeg(jpeg, channels=3, dct_method="INTEGER_ACCURATE").numpy()
+        np.testing.assert_array_equal(pillow[i], accurate)
+        np.testing.assert_array_equal(released[i], tf.image.decode_image(jpeg, channels=3).numpy())
+    assert np.any(pillow != released)  # the two DCTs really differ
+    assert np.abs(pillow.astype(int) - released.astype(int)).max() <= 8
+    with pytest.raises(ValueError, match="decoder must be one of"):
+        st.StoredVideo(store_video, decoder="opencv")
