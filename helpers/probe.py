@@ -189,7 +189,8 @@ def results_table(rows) -> str:
     ``rows``: dicts with ``backbone``, ``split`` (int or ``"mean"``), ``top1``, ``top5``
     (fractions) and optionally ``note``. Published numbers come from :data:`PUBLISHED_TOP1`.
     """
-    header = f"{'backbone':<16}{'split':>6}{'top-1 %':>9}{'top-5 %':>9}{'published top-1 %':>19}  note"
+    header = (f"{'backbone':<16}{'split':>6}{'top-1 %':>9}{'top-5 %':>9}"
+              f"{'published top-1 %':>19}  note")
     lines = [header, "-" * len(header)]
     for row in rows:
         published = PUBLISHED_TOP1.get(row["backbone"])

@@ -84,6 +84,9 @@ ZIP_VIDEOS_FOLDER = "UCF101"
 TINY_PROTOCOL = Protocol(num_frames=8, stride=2, train_passes=4, test_windows=4,
                          min_resize=48, crop_size=48)
 
+#: Protocol presets of the command line.
+PROTOCOLS = {"mmv": MMV_PROTOCOL, "tiny": TINY_PROTOCOL}
+
 PUBLISHED_TOP1 = probe.PUBLISHED_TOP1
 PUBLISHED_SOURCE = probe.PUBLISHED_SOURCE
 MMV_BACKBONES = ("s3d", "tsm_resnet_x1", "tsm_resnet_x2")
@@ -354,8 +357,9 @@ def mmv_encoder(backbone: str = "s3d", checkpoint=None) -> Encoder:
     def fn(clips):
         return np.asarray(model(np.asarray(clips, dtype=np.float32))["vid_repr"])
 
+    source = f"checkpoint {checkpoint}" if checkpoint is not None else mode
     return Encoder(fn, f"mmv_{backbone}_{weights}", feature_dim, mode,
-                   f"MMV {backbone} vid_repr ({'checkpoint ' + str(checkpoint) if checkpoint else mode})")
+                   f"MMV {backbone} vid_repr ({source})")
 
 
 def milnce_encoder(handle=None) -> Encoder:
@@ -556,14 +560,16 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="decoding threads")
     p.add_argument("--jpeg-decoder", choices=JPEG_DECODERS, default="pillow",
                    help="pillow (default) or tensorflow (TF's fast DCT, exactly as the release)")
-    defaults = MMV_PROTOCOL
-    p.add_argument("--frames", type=int, default=defaults.num_frames)
-    p.add_argument("--stride", type=int, default=defaults.stride)
-    p.add_argument("--passes", type=int, default=defaults.train_passes)
-    p.add_argument("--windows", type=int, default=defaults.test_windows)
-    p.add_argument("--min-resize", type=int, default=defaults.min_resize)
-    p.add_argument("--crop", type=int, default=defaults.crop_size)
-    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--protocol", choices=sorted(PROTOCOLS), default="mmv",
+                   help="preset: mmv (published, default) or tiny (8 frames of 48x48, 4 passes, "
+                        "4 windows: for trying the command on a CPU); the flags below override it")
+    p.add_argument("--frames", type=int, help="frames per clip (mmv: 32)")
+    p.add_argument("--stride", type=int, help="frame stride (mmv: 2)")
+    p.add_argument("--passes", type=int, help="training passes (mmv: 10)")
+    p.add_argument("--windows", type=int, help="test windows (mmv: 10)")
+    p.add_argument("--min-resize", type=int, help="short side after resizing (mmv: 224)")
+    p.add_argument("--crop", type=int, help="crop size (mmv: 224)")
+    p.add_argument("--seed", type=int, help="seed of the training draws (mmv: 0)")
     p.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -582,9 +588,11 @@ def main(argv=None) -> int:
                              workers=args.workers)
             print(report)
             return 0
-        protocol = Protocol(num_frames=args.frames, stride=args.stride, train_passes=args.passes,
-                            test_windows=args.windows, min_resize=args.min_resize,
-                            crop_size=args.crop, seed=args.seed)
+        overrides = {field: value for field, value in (
+            ("num_frames", args.frames), ("stride", args.stride), ("train_passes", args.passes),
+            ("test_windows", args.windows), ("min_resize", args.min_resize),
+            ("crop_size", args.crop), ("seed", args.seed)) if value is not None}
+        protocol = PROTOCOLS[args.protocol].replace(**overrides)
         report = evaluate(args.store, args.split, args.backbone, checkpoint=args.checkpoint,
                           cache_dir=args.cache, report_path=args.report, C=args.C,
                           protocol=protocol, classes=_classes_arg(args.classes),

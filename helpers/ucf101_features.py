@@ -13,8 +13,8 @@ Features are cached per video, under::
     <cache_dir>/<encoder name>/<sampling>-<key>/part-<id>.npz   (names, features, fingerprints)
 
 ``key`` hashes everything the features depend on: the encoder name, ``train``/``test``, the
-protocol parameters, and the store (its id, re-encoding parameters and JPEG decoder). Caching per video rather
-than per split means splits 1-3 share their work (every video is a training video in two splits
+protocol parameters, and the store (its id, re-encoding parameters and JPEG decoder). Caching
+per video rather than per split means splits 1-3 share their work (every video is a training video in two splits
 and a test video in one) and a subset of classes reuses what a full run computed. A part is
 written atomically once all clips of its videos are done, so a run killed at any moment leaves
 only complete parts; the next run loads them and computes only the rest. Each cached video

@@ -190,7 +190,8 @@ def reencode_video(src: str | os.PathLike, params: EncodeParams = MMV_ENCODING,
         raise VideoEncodeError(src, f"ffmpeg exit status {result.returncode}: {tail}")
     frames = split_jpeg_stream(result.stdout, str(src))
     if not frames:
-        raise VideoEncodeError(src, "ffmpeg produced no frames" + (f" ({stderr})" if stderr else ""))
+        detail = f" ({stderr})" if stderr else ""
+        raise VideoEncodeError(src, f"ffmpeg produced no frames{detail}")
     return frames
 
 
@@ -437,7 +438,7 @@ def _new_manifest(params: EncodeParams, exe: str) -> dict:
         "qscale": params.qscale,
         "duration": params.duration,
         "ffmpeg_command": " ".join(["ffmpeg", "-i", "<video>", *params.output_options(),
-                                    "-f", "image2pipe", "-c:v", "mjpeg", "-"]),
+                                    "-f", "image2pipe", "-c:v", "mjpeg", "pipe:1"]),
         "release_command": " ".join(["ffmpeg", "-i", "video.avi", *params.output_options(),
                                      "%010d.jpeg"]),
         "ffmpeg_version": ffmpeg_version(exe),

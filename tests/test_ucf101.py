@@ -110,10 +110,7 @@ def test_command_line_prepare_and_evaluate(mini, tmp_path, capsys):
     tiny = ucf101.TINY_PROTOCOL
     code = ucf101.main(["evaluate", "--store", str(store), "--split", "1", "--backbone",
                         "object-test", "--cache", str(tmp_path / "cache"), "--report",
-                        str(report_path), "--frames", str(tiny.num_frames), "--passes",
-                        str(tiny.train_passes), "--windows", str(tiny.test_windows),
-                        "--min-resize", str(tiny.min_resize), "--crop", str(tiny.crop_size),
-                        "--no-progress"])
+                        str(report_path), "--protocol", "tiny", "--no-progress"])
     assert code == 0
     out = capsys.readouterr().out
     assert "top-1" in out and "top-5" in out and "report:" in out
@@ -130,6 +127,13 @@ def test_command_line_prepare_and_evaluate(mini, tmp_path, capsys):
     again = ucf101.evaluate(store, 1, "object-test", cache_dir=tmp_path / "cache",
                             protocol=tiny, progress=False)
     assert again["top1"] == report["top1"]
+    # Flags override the preset.
+    code = ucf101.main(["evaluate", "--store", str(store), "--backbone", "object-test",
+                        "--protocol", "tiny", "--windows", "2", "--passes", "1", "--report",
+                        str(report_path), "--no-progress"])
+    assert code == 0
+    assert json.loads(report_path.read_text())["protocol"] == dataclasses.asdict(
+        tiny.replace(test_windows=2, train_passes=1))
 
 
 def test_command_line_errors_are_clear(tmp_path, capsys):
@@ -219,7 +223,8 @@ def test_subset_download_hook(tmp_path):
     assert asked == [(ucf101.VIDEOS_ZIP.url, ["UCF101/v_YoYo_g02_c03.avi"])]
     ucf101.download_subset(["v_YoYo_g02_c03"], tmp_path, fetch_members=fetch_members)
     assert len(asked) == 1  # already there: nothing fetched
-    assert ucf101.VIDEOS_ZIP.url == "https://storage.googleapis.com/thumos14_files/UCF101_videos.zip"
+    assert ucf101.VIDEOS_ZIP.url == ("https://storage.googleapis.com/thumos14_files/"
+                                     "UCF101_videos.zip")
     assert ucf101.SPLITS_ZIP.url == ("https://www.crcv.ucf.edu/data/UCF101/"
                                      "UCF101TrainTestSplits-RecognitionTask.zip")
 

@@ -97,7 +97,7 @@ def test_duplicates_leaks_and_missing_files(tmp_path):
     with pytest.raises(sp.SplitError, match="trainlist02.txt: file not found"):
         sp.load_split(tmp_path, 2)
     write(tmp_path, "testlist01.txt", "YoYo/v_YoYo_g03_c01.avi\nYoYo/v_YoYo_g03_c01.avi\n")
-    with pytest.raises(sp.SplitError, match="line 2: video v_YoYo_g03_c01 is already listed on line 1"):
+    with pytest.raises(sp.SplitError, match="line 2: video v_YoYo_g03_c01 is already listed on"):
         sp.load_split(tmp_path, 1)
     write(tmp_path, "testlist01.txt", "YoYo/v_YoYo_g25_c04.avi\n")
     with pytest.raises(sp.SplitError, match="also in the train list"):

@@ -155,7 +155,7 @@ def test_prepare_copies_splits_and_reports_missing(mini, tmp_path):
     partial.mkdir()
     for name in mini.videos[1:]:  # the first listed video is absent
         (partial / f"{name}.avi").write_bytes((mini.videos_dir / f"{name}.avi").read_bytes())
-    with pytest.raises(ucf101.SplitError, match=r"(?s)1 of 9 listed videos.*testlist01.txt, line 1"):
+    with pytest.raises(ucf101.SplitError, match=r"(?s)1 of 9 listed.*testlist01.txt, line 1"):
         ucf101.prepare(partial, mini.splits_dir, tmp_path / "s0", progress=False)
     report = ucf101.prepare(partial, mini.splits_dir, tmp_path / "s0", progress=False,
                             missing="skip", workers=2)

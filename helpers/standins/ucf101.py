@@ -79,7 +79,8 @@ def _shape_mask(shape: str, yy, xx, cy, cx, r):
         d2 = dy * dy + dx * dx
         return (d2 <= r * r) & (d2 >= (0.55 * r) ** 2)
     if shape == "cross":
-        return ((np.abs(dx) <= r / 3) & (np.abs(dy) <= r)) | ((np.abs(dy) <= r / 3) & (np.abs(dx) <= r))
+        vertical = (np.abs(dx) <= r / 3) & (np.abs(dy) <= r)
+        return vertical | ((np.abs(dy) <= r / 3) & (np.abs(dx) <= r))
     raise ValueError(f"unknown shape {shape!r}")
 
 
