@@ -239,16 +239,19 @@ def download_subset(video_names, dest_dir: str | os.PathLike | None = None,
     return dest / ZIP_VIDEOS_FOLDER
 
 
-def download(classes=None, dest_dir: str | os.PathLike | None = None,
-             progress: bool = True) -> DatasetPaths:
-    """Real data: the split files and the videos (all, or only ``classes`` via a subset fetch)."""
+def download(classes=None, dest_dir: str | os.PathLike | None = None, progress: bool = True,
+             fetch_members: Callable | None = None) -> DatasetPaths:
+    """Real data: the split files and the videos (all, or only ``classes`` via a subset fetch).
+
+    ``fetch_members``: see :func:`download_subset` (used only with ``classes``).
+    """
     splits_dir = download_splits(dest_dir, progress)
     if classes:
         names = set()
         for number in available_splits(splits_dir):
             split = load_split(splits_dir, number).restrict(classes)
             names.update(e.name for e in split.train + split.test)
-        videos_dir = download_subset(sorted(names), dest_dir, progress=progress)
+        videos_dir = download_subset(sorted(names), dest_dir, fetch_members, progress=progress)
     else:
         videos_dir = download_videos(dest_dir, progress)
     return DatasetPaths(videos_dir, splits_dir, "real")

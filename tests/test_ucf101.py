@@ -253,6 +253,24 @@ def test_download_splits_over_loopback_http(mini, tmp_path, monkeypatch):
         splits_dir = ucf101.download_splits(tmp_path / "data", progress=False)
         assert splits_dir == tmp_path / "data" / "ucfTrainTestlist"
         assert ucf101.load_split(splits_dir, 2).classes == mini.classes
+        # A few classes: the split files name the videos, the hook fetches only those members.
+        fetched = []
+
+        def fetch_members(url, members, dest):
+            fetched.extend(members)
+            for member in members:  # copy the generated videos in, as the zip would hold them
+                target = Path(dest) / member
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(next(mini.videos_dir.rglob(target.name)).read_bytes())
+
+        paths = ucf101.download([mini.classes[1]], tmp_path / "data", progress=False,
+                                fetch_members=fetch_members)
+        assert paths.videos_dir == tmp_path / "data" / "UCF101" and paths.mode == "real"
+        assert sorted(fetched) == sorted(f"UCF101/{v}.avi" for v in mini.videos
+                                         if f"_{mini.classes[1]}_" in v)
+        report = ucf101.prepare(paths.videos_dir, paths.splits_dir, tmp_path / "store",
+                                classes=[mini.classes[1]], progress=False)
+        assert len(report.encoded) == len(fetched) and not report.failed
         # A wrong checksum is caught and the file is not kept.
         monkeypatch.setattr(ucf101, "SPLITS_ZIP", dataclasses.replace(
             ucf101.SPLITS_ZIP, sha256="0" * 64))
