@@ -170,8 +170,8 @@ def extract_features(store, names, encoder_fn, encoder_name: str, *, sampling: s
     array); always called with exactly ``batch_size`` clips (the last batch is padded by
     repeating its last clip and the extra rows dropped), so a jitted encoder compiles once.
     ``encoder_name``: names the encoder *and its weights* in the cache key (say which
-    checkpoint). ``sampling``: ``train`` (``n = protocol.train_passes`` augmented clips per video,
-    pass-major in axis 1) or ``test`` (``n = protocol.test_windows`` windows). ``cache_dir``:
+    checkpoint). ``sampling``: ``train`` (``n = protocol.train_passes`` augmented clips per video;
+    axis 1 is the pass) or ``test`` (``n = protocol.test_windows`` windows). ``cache_dir``:
     root of the feature cache (``None``: no caching). ``workers``: decoding threads (default:
     CPU count). ``part_videos``: videos per cache part (default: about 512 clips' worth).
 
@@ -180,6 +180,8 @@ def extract_features(store, names, encoder_fn, encoder_name: str, *, sampling: s
     """
     n = clips_per_video(sampling, protocol)
     names = list(names)
+    if not names:
+        raise FeatureError("no videos to extract features for")
     if len(set(names)) != len(names):
         raise FeatureError("the same video is listed twice")
     missing = [name for name in names if name not in store]

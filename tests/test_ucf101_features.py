@@ -186,5 +186,7 @@ def test_bad_inputs_and_encoders(store, tmp_path):
         extract(store, names, lambda clips: colour_encoder(clips) * np.nan, None)
     with pytest.raises(uf.FeatureError, match="listed twice"):
         extract(store, names + names[:1], Counting(), None)
+    with pytest.raises(uf.FeatureError, match="no videos"):
+        extract(store, [], Counting(), None)
     with pytest.raises(ValueError, match="sampling"):
         extract(store, names, Counting(), None, sampling="val")
