@@ -226,3 +226,90 @@ def animations_html(clips, titles=None, fps: float = 8.0, width: int = 128) -> s
             f'<img src="data:image/gif;base64,{data}" width="{width}">'
             f'<figcaption style="font-size:0.8em">{caption}</figcaption></figure>')
     return "<div>" + "".join(cells) + "</div>"
+
+
+# --- ucf101 linear evaluation (notebook 04) ---
+
+
+def protocol_timeline(num_frames: int, test_windows, train_clips=None, fps: float = 25.0,
+                      title: str | None = None):
+    """Where the protocol's clips fall in one video, on a frame axis.
+
+    ``num_frames``: the video's length L. ``test_windows``: ``[W, T]`` frame indices of the
+    test windows; ``train_clips``: optional ``[P, T]`` indices of training clips. Each clip is
+    one row of dots; a frame reached by looping past the end (the clip wrapped around) is drawn
+    as a cross, so short videos show their repetition.
+    """
+    test_windows = np.atleast_2d(np.asarray(test_windows))
+    rows = [("test", i, w) for i, w in enumerate(test_windows)]
+    if train_clips is not None:
+        rows += [("train", i, c) for i, c in enumerate(np.atleast_2d(np.asarray(train_clips)))]
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(10, 0.9 + 0.28 * len(rows)))
+    ax.axvspan(-0.5, num_frames - 0.5, color="0.93", zorder=0)
+    for row, (kind, index, clip) in enumerate(rows):
+        clip = np.asarray(clip)
+        # A frame index lower than the one before it means the clip looped to the start.
+        wrapped = np.concatenate([[False], np.cumsum(np.diff(clip) < 0) > 0])
+        colour = "tab:blue" if kind == "test" else "tab:orange"
+        ax.plot([clip[0], clip[~wrapped][-1]], [row, row], color=colour, lw=1, alpha=0.5)
+        ax.scatter(clip[~wrapped], np.full((~wrapped).sum(), row), s=9, color=colour, zorder=3)
+        if wrapped.any():
+            ax.scatter(clip[wrapped], np.full(wrapped.sum(), row), s=16, marker="x",
+                       color="tab:red", zorder=3)
+    labels = [f"{kind} {'window' if kind == 'test' else 'pass'} {index}"
+              for kind, index, _ in rows]
+    ax.set_yticks(range(len(rows)), labels=labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(-1, num_frames)
+    ax.set_xlabel(f"frame (video of {num_frames} frames = {num_frames / fps:.1f} s at {fps:g} fps);"
+                  " x = looped past the end")
+    ax.set_title(title or "sampled frames of each clip")
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_sweep(values, accuracies: dict, xlabel: str, title: str | None = None,
+                   log_x: bool = False, chance: float | None = None, mark=None):
+    """Accuracy (%) against a setting: one line per entry of ``accuracies`` (label -> list).
+
+    ``accuracies`` hold fractions in [0, 1]; ``chance`` draws a dashed line; ``mark`` draws a
+    vertical line at the published setting (e.g. C = 0.001).
+    """
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for label, ys in accuracies.items():
+        ax.plot(values, 100 * np.asarray(ys, dtype=float), marker="o", label=label)
+    if chance is not None:
+        ax.axhline(100 * chance, color="0.5", ls="--", lw=1, label="chance")
+    if mark is not None:
+        ax.axvline(mark, color="tab:red", ls=":", lw=1, label="protocol")
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 105)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def per_class_accuracy(class_names, accuracies, title: str | None = None, top: int = 40):
+    """Horizontal bars of per-class accuracy (fractions; NaN = no test video), worst first.
+
+    With many classes only the ``top`` worst are drawn.
+    """
+    accuracies = np.asarray(accuracies, dtype=float)
+    order = np.argsort(np.nan_to_num(accuracies, nan=2.0), kind="stable")[:top]
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 0.6 + 0.22 * len(order)))
+    ax.barh(range(len(order)), 100 * np.nan_to_num(accuracies[order]), color="tab:blue")
+    ax.set_yticks(range(len(order)), labels=[str(class_names[i]) for i in order], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("top-1 accuracy (%)")
+    ax.set_title(title or "per-class accuracy (worst first)")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,212 @@
+"""The linear probe of the MMV UCF101 evaluation: scaler + linear SVM, window-averaged scores.
+
+As in the release's ``eval_ucf101.py``: a ``StandardScaler`` fitted on all training clip
+features, then ``LinearSVC(C=0.001)`` (scikit-learn's other defaults, one C for every backbone);
+at test time ``decision_function`` is computed for every window and averaged over the windows of
+a video; top-1 and top-5 accuracy are counted over videos.
+
+Notebook 04 writes these steps out by hand first; the functions here are the same steps, reused
+by the command line (``python -m helpers.ucf101 evaluate``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+#: The regularisation of the published evaluation (``sklearn_reg = 0.001`` in eval_ucf101.py).
+DEFAULT_C = 0.001
+
+
+def make_classifier(C: float = DEFAULT_C, random_state: int | None = 0):
+    """``StandardScaler`` then ``LinearSVC(C)`` as one scikit-learn pipeline (not fitted).
+
+    ``random_state`` fixes the order of liblinear's dual solver (used when there are more
+    feature dimensions than samples), so reruns give the same numbers; it does not change the
+    optimum the solver aims at.
+    """
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    return make_pipeline(StandardScaler(), LinearSVC(C=C, random_state=random_state))
+
+
+def flatten_train(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``[V, P, D]`` per-video clip features and ``[V]`` labels -> ``[V*P, D]``, ``[V*P]``.
+
+    2-D features ``[N, D]`` with ``[N]`` labels pass through unchanged.
+    """
+    features = np.asarray(features)
+    labels = np.asarray(labels)
+    if features.ndim == 2:
+        if len(labels) != len(features):
+            raise ValueError(f"{len(features)} feature rows but {len(labels)} labels")
+        return features, labels
+    if features.ndim != 3 or len(labels) != features.shape[0]:
+        raise ValueError(f"expected features [V, P, D] with [V] labels, got {features.shape} "
+                         f"and {labels.shape}")
+    return features.reshape(-1, features.shape[-1]), np.repeat(labels, features.shape[1])
+
+
+def fit(train_features: np.ndarray, train_labels: np.ndarray, C: float = DEFAULT_C,
+        random_state: int | None = 0):
+    """Fit the probe on training clips. ``train_features``: ``[N, D]`` or ``[V, P, D]``.
+
+    Returns the fitted pipeline. Raises ``ValueError`` for fewer than two classes.
+    """
+    x, y = flatten_train(train_features, train_labels)
+    if len(np.unique(y)) < 2:
+        raise ValueError("the probe needs training clips of at least two classes")
+    return make_classifier(C, random_state).fit(x, y)
+
+
+def class_scores(classifier, features: np.ndarray, num_classes: int | None = None) -> np.ndarray:
+    """``decision_function`` as ``[N, K]`` with column ``j`` = class ``j``.
+
+    scikit-learn returns one column per class it saw, in ``classes_`` order, and a single
+    column for two classes; both become ``[N, K]`` here (classes never seen get ``-inf``).
+    """
+    scores = np.asarray(classifier.decision_function(features), dtype=np.float64)
+    classes = np.asarray(classifier.classes_)
+    if scores.ndim == 1:  # binary: positive means classes_[1]
+        scores = np.stack([-scores, scores], axis=1)
+    k = int(num_classes if num_classes is not None else classes.max() + 1)
+    out = np.full((scores.shape[0], k), -np.inf)
+    out[:, classes.astype(int)] = scores
+    return out
+
+
+def window_scores(classifier, test_features: np.ndarray, num_classes: int | None = None
+                  ) -> np.ndarray:
+    """Decision scores averaged over each video's windows.
+
+    ``test_features``: ``[V, W, D]`` (W windows per video; ``[V, D]`` means one window).
+    Returns ``[V, K]``: ``mean_w decision_function(x[v, w])``.
+    """
+    test_features = np.asarray(test_features)
+    if test_features.ndim == 2:
+        test_features = test_features[:, None]
+    num_videos, num_windows, dim = test_features.shape
+    scores = class_scores(classifier, test_features.reshape(-1, dim), num_classes)
+    return scores.reshape(num_videos, num_windows, -1).mean(axis=1)
+
+
+def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Fraction of rows whose label is among the ``k`` highest scores (ties: stable order).
+
+    With ``k`` >= the number of classes this is 1.0 by definition.
+    """
+    scores = np.asarray(scores)
+    labels = np.asarray(labels)
+    k = min(k, scores.shape[1])
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return float(np.mean(np.any(top == labels[:, None], axis=1)))
+
+
+def per_class_accuracy(labels: np.ndarray, predictions: np.ndarray, num_classes: int
+                       ) -> np.ndarray:
+    """Top-1 accuracy of each class ``[K]`` (NaN for a class with no test video)."""
+    labels = np.asarray(labels)
+    predictions = np.asarray(predictions)
+    correct = np.bincount(labels, weights=(labels == predictions), minlength=num_classes)
+    total = np.bincount(labels, minlength=num_classes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, correct / np.maximum(total, 1), np.nan)
+
+
+@dataclasses.dataclass
+class ProbeResult:
+    """Outcome of :func:`linear_evaluation`. Accuracies are fractions in [0, 1]."""
+
+    top1: float
+    top5: float
+    train_top1: float
+    scores: np.ndarray  # [V, K] window-averaged decision scores
+    predictions: np.ndarray  # [V]
+    labels: np.ndarray  # [V]
+    per_class: np.ndarray  # [K]
+    C: float
+    num_train_clips: int
+    num_test_videos: int
+    num_windows: int
+    classifier: object = dataclasses.field(repr=False, default=None)
+
+    def summary(self) -> str:
+        return (f"top-1 {100 * self.top1:.1f} %, top-5 {100 * self.top5:.1f} % over "
+                f"{self.num_test_videos} test videos ({self.num_windows} windows each); "
+                f"probe C={self.C:g} fitted on {self.num_train_clips} training clips "
+                f"(train top-1 {100 * self.train_top1:.1f} %)")
+
+
+def linear_evaluation(train_features, train_labels, test_features, test_labels,
+                      C: float = DEFAULT_C, num_classes: int | None = None,
+                      random_state: int | None = 0) -> ProbeResult:
+    """Fit the probe on training clips, score test videos by window-averaged decisions.
+
+    ``train_features``: ``[V_train, P, D]`` (P clips per video) or ``[N, D]``;
+    ``train_labels``: ``[V_train]`` (or ``[N]``). ``test_features``: ``[V_test, W, D]``;
+    ``test_labels``: ``[V_test]``. Labels are ints in ``0..K-1``.
+    """
+    test_features = np.asarray(test_features)
+    test_labels = np.asarray(test_labels)
+    x, y = flatten_train(train_features, train_labels)
+    k = int(num_classes if num_classes is not None
+            else max(int(y.max()), int(test_labels.max())) + 1)
+    classifier = fit(x, y, C, random_state)
+    scores = window_scores(classifier, test_features, k)
+    predictions = np.argmax(scores, axis=1)
+    train_predictions = np.argmax(class_scores(classifier, x, k), axis=1)
+    return ProbeResult(
+        top1=topk_accuracy(scores, test_labels, 1),
+        top5=topk_accuracy(scores, test_labels, 5),
+        train_top1=float(np.mean(train_predictions == y)),
+        scores=scores,
+        predictions=predictions,
+        labels=test_labels,
+        per_class=per_class_accuracy(test_labels, predictions, k),
+        C=C,
+        num_train_clips=len(x),
+        num_test_videos=len(test_labels),
+        num_windows=1 if test_features.ndim == 2 else test_features.shape[1],
+        classifier=classifier,
+    )
+
+
+#: Published UCF101 linear top-1 (%) of the MMV backbones.
+PUBLISHED_TOP1 = {"s3d": 89.6, "tsm_resnet_x1": 91.5, "tsm_resnet_x2": 91.8}
+PUBLISHED_SOURCE = ("Alayrac et al., Self-Supervised MultiModal Versatile Networks, NeurIPS 2020 "
+                    "(arXiv:2006.16228); deepmind-research mmv/README.md, Table 2 "
+                    "(UCF101 linear evaluation, top-1 %)")
+BACKBONE_TITLES = {"s3d": "S3D-G", "tsm_resnet_x1": "TSM-ResNet50",
+                   "tsm_resnet_x2": "TSM-ResNet50x2"}
+
+
+def results_table(rows) -> str:
+    """A plain-text table of our numbers beside the published ones.
+
+    ``rows``: dicts with ``backbone``, ``split`` (int or ``"mean"``), ``top1``, ``top5``
+    (fractions) and optionally ``note``. Published numbers come from :data:`PUBLISHED_TOP1`.
+    """
+    header = (f"{'backbone':<16}{'split':>6}{'top-1 %':>9}{'top-5 %':>9}"
+              f"{'published top-1 %':>19}  note")
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        published = PUBLISHED_TOP1.get(row["backbone"])
+        lines.append(
+            f"{BACKBONE_TITLES.get(row['backbone'], row['backbone']):<16}{str(row['split']):>6}"
+            f"{100 * row['top1']:>9.1f}{100 * row['top5']:>9.1f}"
+            f"{(f'{published:.1f}' if published is not None else '-'):>19}  {row.get('note', '')}")
+    lines.append(f"published: {PUBLISHED_SOURCE}")
+    return "\n".join(lines)
+
+
+def mean_rows(rows, backbone: str, note: str = "") -> dict:
+    """The mean over splits of ``rows`` of one backbone (a row for :func:`results_table`)."""
+    mine = [r for r in rows if r["backbone"] == backbone and r["split"] != "mean"]
+    if not mine:
+        raise ValueError(f"no rows for {backbone}")
+    return {"backbone": backbone, "split": "mean",
+            "top1": float(np.mean([r["top1"] for r in mine])),
+            "top5": float(np.mean([r["top5"] for r in mine])), "note": note}

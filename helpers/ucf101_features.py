@@ -1,0 +1,320 @@
+"""Feature extraction over the frame store, batched, prefetched, cached and resumable.
+
+:func:`extract_features` turns stored videos into features with any encoder, a callable
+``clips [B, T, H, W, 3] float32 in [0, 1] -> features [B, D]`` (MMV ``vid_repr``, MIL-NCE
+``mixed_5c``, or a test encoder). While the encoder runs on one batch, a background thread (with
+a pool of decoding threads) already builds the next ones, so decoding overlaps compute.
+
+Cache
+-----
+Features are cached per video, under::
+
+    <cache_dir>/<encoder name>/<sampling>-<key>/meta.json
+    <cache_dir>/<encoder name>/<sampling>-<key>/part-<id>.npz   (names, features, fingerprints)
+
+``key`` hashes everything the features depend on: the encoder name, ``train``/``test``, the
+protocol parameters, and the store (its id, re-encoding parameters and JPEG decoder). Caching
+per video rather than per split means splits 1-3 share their work (every video is a training video in two splits
+and a test video in one) and a subset of classes reuses what a full run computed. A part is
+written atomically once all clips of its videos are done, so a run killed at any moment leaves
+only complete parts; the next run loads them and computes only the rest. Each cached video
+carries a fingerprint (frame count, container size): if the store's copy changes, the video is
+recomputed. When many parts pile up they are merged into one, so the file count stays small.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import queue
+import re
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from helpers import atomic
+from helpers.ucf101_sampling import MMV_PROTOCOL, Protocol, test_clips, train_clip
+
+SAMPLINGS = ("train", "test")
+CACHE_VERSION = 1
+#: Merge the parts of a cache folder into one when there are more than this many.
+MAX_PARTS = 32
+
+
+class FeatureError(RuntimeError):
+    """Extraction cannot go on: the encoder returned something unusable, a video is missing
+    from the store, or a cache folder belongs to other settings."""
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text).strip("_") or "encoder"
+
+
+def clips_per_video(sampling: str, protocol: Protocol) -> int:
+    """Clips one video gives: ``train_passes`` (train) or ``test_windows`` (test)."""
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
+    return protocol.train_passes if sampling == "train" else protocol.test_windows
+
+
+def cache_settings(encoder_name: str, sampling: str, protocol: Protocol, store) -> dict:
+    """Everything cached features depend on (written to ``meta.json``)."""
+    clips_per_video(sampling, protocol)
+    return {
+        "cache_version": CACHE_VERSION,
+        "encoder": encoder_name,
+        "sampling": sampling,
+        "protocol": protocol.asdict(),
+        "store_id": store.store_id,
+        "store_encoding": dataclasses.asdict(store.params),
+        "jpeg_decoder": getattr(store, "decoder", "pillow"),
+    }
+
+
+def feature_cache_dir(cache_dir: str | os.PathLike, encoder_name: str, sampling: str,
+                      protocol: Protocol, store) -> Path:
+    """The folder holding cached features for these settings (see the module docstring)."""
+    settings = cache_settings(encoder_name, sampling, protocol, store)
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(cache_dir) / _safe(encoder_name) / f"{sampling}-{digest}"
+
+
+def _fingerprint(video) -> tuple[int, int]:
+    return (video.num_frames, video.file_size)
+
+
+def _load_parts(folder: Path, wanted: set[str], fingerprints: dict[str, tuple[int, int]]):
+    """Cached features of ``wanted`` videos whose fingerprint still matches."""
+    found: dict[str, np.ndarray] = {}
+    parts = sorted(folder.glob("part-*.npz"))
+    for part in parts:
+        try:
+            with np.load(part, allow_pickle=False) as data:
+                names = [str(n) for n in data["names"]]
+                prints = data["fingerprints"]
+                rows = [i for i, n in enumerate(names)
+                        if n in wanted and n not in found
+                        and tuple(int(v) for v in prints[i]) == fingerprints[n]]
+                if rows:
+                    features = data["features"]
+                    for i in rows:
+                        found[names[i]] = features[i]
+        except (OSError, ValueError, KeyError) as err:
+            # Parts are written atomically, so this is a file damaged from outside: ignore it
+            # (its videos are recomputed) and say so.
+            import warnings
+
+            warnings.warn(f"ignoring unreadable cache part {part}: {err}", stacklevel=3)
+    return found, len(parts)
+
+
+def _write_part(folder: Path, names: list[str], features: np.ndarray,
+                fingerprints: list[tuple[int, int]]) -> Path:
+    """One part file, written atomically (uncompressed: float features barely compress)."""
+    path = folder / f"part-{uuid.uuid4().hex}.npz"
+    with atomic.atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, names=np.asarray(names, dtype=str),
+                     features=np.asarray(features, dtype=np.float32),
+                     fingerprints=np.asarray(fingerprints, dtype=np.int64).reshape(-1, 2))
+    return path
+
+
+def consolidate(folder: str | os.PathLike) -> int:
+    """Merge every part of a cache folder into one (atomically); return the part count before."""
+    folder = Path(folder)
+    parts = sorted(folder.glob("part-*.npz"))
+    if len(parts) <= 1:
+        return len(parts)
+    names, features, prints, seen = [], [], [], set()
+    for part in parts:
+        with np.load(part, allow_pickle=False) as data:
+            part_names = [str(n) for n in data["names"]]
+            part_features, part_prints = data["features"], data["fingerprints"]  # read once
+        keep = [i for i, name in enumerate(part_names) if name not in seen]
+        seen.update(part_names)
+        names += [part_names[i] for i in keep]
+        features.append(part_features[keep])
+        prints += [tuple(int(v) for v in part_prints[i]) for i in keep]
+    _write_part(folder, names, np.concatenate(features), prints)
+    for part in parts:  # after the merged part exists: a crash here only leaves duplicates
+        part.unlink(missing_ok=True)
+    return len(parts)
+
+
+def _check_meta(folder: Path, settings: dict) -> None:
+    meta = folder / "meta.json"
+    if meta.exists():
+        stored = json.loads(meta.read_text())
+        if stored.get("settings") != settings:
+            raise FeatureError(f"{folder} holds features for other settings "
+                               f"({stored.get('settings')}); delete it")
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic.write_bytes(meta, json.dumps({"settings": settings}, indent=2).encode())
+
+
+def extract_features(store, names, encoder_fn, encoder_name: str, *, sampling: str,
+                     protocol: Protocol = MMV_PROTOCOL, cache_dir: str | os.PathLike | None,
+                     batch_size: int = 8, workers: int | None = None, prefetch: int = 2,
+                     part_videos: int | None = None, progress: bool = True) -> np.ndarray:
+    """Features of every clip of ``names``: ``[V, n, D] float32``.
+
+    ``store``: a :class:`helpers.ucf101_store.FrameStore`. ``names``: video names in the store.
+    ``encoder_fn``: ``clips [B, T, S, S, 3] float32 in [0, 1] -> [B, D]`` (numpy or JAX
+    array); always called with exactly ``batch_size`` clips (the last batch is padded by
+    repeating its last clip and the extra rows dropped), so a jitted encoder compiles once.
+    ``encoder_name``: names the encoder *and its weights* in the cache key (say which
+    checkpoint). ``sampling``: ``train`` (``n = protocol.train_passes`` augmented clips per video;
+    axis 1 is the pass) or ``test`` (``n = protocol.test_windows`` windows). ``cache_dir``:
+    root of the feature cache (``None``: no caching). ``workers``: decoding threads (default:
+    CPU count). ``part_videos``: videos per cache part (default: about 512 clips' worth).
+
+    Raises :class:`FeatureError` for a video not in the store or an encoder output of the
+    wrong shape; an exception from the encoder propagates after the finished parts are saved.
+    """
+    n = clips_per_video(sampling, protocol)
+    names = list(names)
+    if not names:
+        raise FeatureError("no videos to extract features for")
+    if len(set(names)) != len(names):
+        raise FeatureError("the same video is listed twice")
+    missing = [name for name in names if name not in store]
+    if missing:
+        raise FeatureError(f"{len(missing)} videos are not in the store {store.root} (first: "
+                           f"{', '.join(missing[:5])}); run prepare again or leave them out")
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    videos = {name: store.video(name) for name in names}
+    fingerprints = {name: _fingerprint(v) for name, v in videos.items()}
+
+    done: dict[str, np.ndarray] = {}
+    folder = None
+    if cache_dir is not None:
+        settings = cache_settings(encoder_name, sampling, protocol, store)
+        folder = feature_cache_dir(cache_dir, encoder_name, sampling, protocol, store)
+        _check_meta(folder, settings)
+        done, _ = _load_parts(folder, set(names), fingerprints)
+    pending = [name for name in names if name not in done]
+    if pending:
+        part_videos = part_videos or max(1, 512 // n)
+        computed = _run(videos, pending, n, sampling, protocol, encoder_fn, batch_size,
+                        workers, prefetch, part_videos, folder, fingerprints, progress,
+                        encoder_name)
+        done.update(computed)
+        if folder is not None and len(list(folder.glob("part-*.npz"))) > MAX_PARTS:
+            consolidate(folder)
+    dims = {done[name].shape for name in names}
+    if len(dims) != 1:
+        raise FeatureError(f"cached features of {encoder_name} have different shapes {dims}; "
+                           f"delete {folder}")
+    return np.stack([done[name] for name in names]).astype(np.float32, copy=False)
+
+
+def _build(video, ks, sampling, protocol):
+    if sampling == "train":
+        return np.stack([train_clip(video, k, protocol) for k in ks])
+    return test_clips(video, protocol, windows=ks)
+
+
+_STOP = object()
+
+
+def _producer(batches, videos, sampling, protocol, workers, out_queue, stop):
+    """Build the clips of each batch (grouped by video) and queue them; runs in a thread."""
+
+    def put(item) -> bool:
+        while not stop.is_set():  # never block once the consumer has stopped listening
+            try:
+                out_queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    try:
+        with ThreadPoolExecutor(max(1, workers or os.cpu_count() or 1)) as pool:
+            for batch in batches:
+                groups: dict[str, list[int]] = {}
+                for name, k in batch:
+                    groups.setdefault(name, []).append(k)
+                built = pool.map(lambda item: _build(videos[item[0]], item[1], sampling, protocol),
+                                 groups.items())
+                if not put((batch, np.concatenate(list(built)))):
+                    return
+    except BaseException as err:  # handed to the consumer, which re-raises it
+        put(err)
+        return
+    put(_STOP)
+
+
+def _run(videos, pending, n, sampling, protocol, encoder_fn, batch_size, workers, prefetch,
+         part_videos, folder, fingerprints, progress, encoder_name):
+    from tqdm.auto import tqdm
+
+    items = [(name, k) for name in pending for k in range(n)]
+    batches = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
+    out_queue: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+    stop = threading.Event()
+    thread = threading.Thread(target=_producer, name="clip-prefetch", daemon=True,
+                              args=(batches, videos, sampling, protocol, workers, out_queue, stop))
+    rows: dict[str, list] = {}
+    finished: list[str] = []  # complete videos not yet written to a part
+    results: dict[str, np.ndarray] = {}
+    dim = None
+
+    def flush():
+        if not finished:
+            return
+        if folder is not None:
+            _write_part(folder, finished, np.stack([results[f] for f in finished]),
+                        [fingerprints[f] for f in finished])
+        finished.clear()
+
+    bar = tqdm(total=len(items), desc=f"{sampling} clips ({encoder_name})", unit="clip",
+               disable=not progress)
+    thread.start()
+    try:
+        while True:
+            got = out_queue.get()
+            if got is _STOP:
+                break
+            if isinstance(got, BaseException):
+                raise got
+            batch, clips = got
+            count = len(batch)
+            if count < batch_size:  # pad: the encoder always sees the same shape
+                pad = np.repeat(clips[-1:], batch_size - count, axis=0)
+                clips = np.concatenate([clips, pad])
+            features = np.asarray(encoder_fn(clips), dtype=np.float32)
+            if features.ndim != 2 or features.shape[0] != batch_size:
+                raise FeatureError(f"encoder {encoder_name} returned shape {features.shape} for "
+                                   f"{batch_size} clips; expected [{batch_size}, D]")
+            if dim is None:
+                dim = features.shape[1]
+            elif features.shape[1] != dim:
+                raise FeatureError(f"encoder {encoder_name} changed its feature size from {dim} "
+                                   f"to {features.shape[1]}")
+            if not np.all(np.isfinite(features[:count])):
+                raise FeatureError(f"encoder {encoder_name} returned NaN or infinite features")
+            for (name, k), feature in zip(batch, features[:count]):
+                slots = rows.setdefault(name, [None] * n)
+                slots[k] = feature
+                if all(s is not None for s in slots):
+                    results[name] = np.stack(slots)
+                    del rows[name]
+                    finished.append(name)
+            if len(finished) >= part_videos:
+                flush()
+            bar.update(count)
+    finally:
+        stop.set()
+        bar.close()
+        flush()  # videos completed before an error are kept
+        thread.join(timeout=30)
+    return results

@@ -1,0 +1,281 @@
+"""Clip sampling and preprocessing of the MMV UCF101 linear evaluation, number for number.
+
+Training (``train_passes`` = 10 passes over the training videos, one clip per video per pass)::
+
+    start  uniform in [0, L - (T-1)*stride)    (in [0, L) when L <= (T-1)*stride)
+    frames start, start + stride, ...          T frames, looping (index mod L) when short
+    flip   left-right with probability 1/2
+    resize short side to ``min_resize``        bilinear, half-pixel centres, no antialias,
+                                               then cast back to uint8 (truncation):
+                                               240x320 -> 224x298
+    crop   ``crop_size`` square at a uniform random offset
+    scale  /255 -> float32 in [0, 1]
+
+Test (``test_windows`` = 10 windows per video, every window of every test video)::
+
+    starts int(linspace(0, max(0, L - T*stride), windows))   (float32 arithmetic, as TF)
+    frames T frames at ``stride`` from each start, looping
+    resize as above; central ``crop_size`` crop (offset floor((size - crop) / 2)); /255
+
+with T = ``num_frames`` = 32, stride 2, ``min_resize`` = ``crop_size`` = 224 in the published
+protocol. The resize reproduces ``tf.image.resize(frames, size, 'bilinear')`` (TF2, antialias
+off) bit for bit in numpy; ``tests/test_ucf101_sampling.py`` checks it against TensorFlow.
+
+Randomness is drawn from a generator seeded by (protocol seed, pass, video name), so a clip is
+the same whatever order or thread computes it. Nothing here imports TensorFlow or JAX.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """Parameters of the linear evaluation. The defaults are the published ones."""
+
+    num_frames: int = 32
+    stride: int = 2
+    train_passes: int = 10
+    test_windows: int = 10
+    min_resize: int = 224
+    crop_size: int = 224
+    seed: int = 0
+
+    def __post_init__(self):
+        for field in ("num_frames", "stride", "train_passes", "test_windows", "min_resize",
+                      "crop_size"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"Protocol.{field} must be >= 1, got {getattr(self, field)}")
+        if self.crop_size > self.min_resize:
+            raise ValueError(f"crop_size {self.crop_size} is larger than min_resize "
+                             f"{self.min_resize}: the crop would not fit")
+
+    def asdict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def clip_shape(self) -> tuple[int, int, int, int]:
+        """Shape of one clip: ``(T, crop, crop, 3)``."""
+        return (self.num_frames, self.crop_size, self.crop_size, 3)
+
+    def replace(self, **changes) -> Protocol:
+        return dataclasses.replace(self, **changes)
+
+
+#: The protocol of the MMV paper's UCF101 linear evaluation (eval_ucf101.py defaults).
+MMV_PROTOCOL = Protocol()
+
+
+# --- frame indices -----------------------------------------------------------------------------
+
+def train_start_limit(num_video_frames: int, num_frames: int = 32, stride: int = 2) -> int:
+    """Exclusive upper bound of the random training start: ``L - (T-1)*stride`` or ``L``."""
+    if num_video_frames < 1:
+        raise ValueError("a video needs at least one frame")
+    span = (num_frames - 1) * stride
+    return num_video_frames - span if num_video_frames > span else num_video_frames
+
+
+def clip_indices(num_video_frames: int, start: int, num_frames: int = 32,
+                 stride: int = 2) -> np.ndarray:
+    """Frame indices ``start + stride * k`` for k < T, looping past the end: ``[T] int64``."""
+    return (start + stride * np.arange(num_frames, dtype=np.int64)) % num_video_frames
+
+
+def test_window_starts(num_video_frames: int, num_windows: int = 10, num_frames: int = 32,
+                       stride: int = 2) -> np.ndarray:
+    """``int(linspace(0, max(0, L - T*stride), num_windows))``, computed like TensorFlow.
+
+    ``tf.linspace`` works in float32 (``i * step`` with ``step = stop / (n - 1)``, last value
+    exactly ``stop``) and the cast truncates; the same arithmetic here. ``[W] int64``.
+    """
+    stop = max(0, num_video_frames - num_frames * stride)
+    if num_windows == 1:
+        return np.zeros(1, dtype=np.int64)
+    step = np.float32(stop) / np.float32(num_windows - 1)
+    starts = (np.arange(num_windows, dtype=np.float32) * step).astype(np.int64)
+    starts[-1] = stop
+    return starts
+
+
+def test_window_indices(num_video_frames: int, num_windows: int = 10, num_frames: int = 32,
+                        stride: int = 2) -> np.ndarray:
+    """Frame indices of every test window: ``[W, T] int64``."""
+    starts = test_window_starts(num_video_frames, num_windows, num_frames, stride)
+    return np.stack([clip_indices(num_video_frames, s, num_frames, stride) for s in starts])
+
+
+# --- resize and crop ---------------------------------------------------------------------------
+
+def resized_size(height: int, width: int, min_resize: int = 224) -> tuple[int, int]:
+    """Output size of the short-side resize, with the protocol's integer arithmetic.
+
+    ``(max(m, h*m // w), max(m, w*m // h))``: 240x320 -> 224x298.
+    """
+    return (max(min_resize, (height * min_resize) // width),
+            max(min_resize, (width * min_resize) // height))
+
+
+def _bilinear_weights(in_size: int, out_size: int, positions=None):
+    """Source rows (low, high) and weights of TF's half-pixel bilinear resize, in float32."""
+    scale = np.float32(in_size) / np.float32(out_size)
+    out = np.arange(out_size, dtype=np.float32) if positions is None \
+        else np.asarray(positions, dtype=np.float32)
+    x = (out + np.float32(0.5)) * scale - np.float32(0.5)
+    floor = np.floor(x)
+    low = np.maximum(floor.astype(np.int64), 0)
+    high = np.minimum(np.ceil(x).astype(np.int64), in_size - 1)
+    return low, high, (x - floor).astype(np.float32)
+
+
+def resize_bilinear(frames: np.ndarray, size: tuple[int, int], rows=None, cols=None) -> np.ndarray:
+    """``tf.image.resize(frames, size, 'bilinear', antialias=False)`` in numpy, float32.
+
+    ``frames``: ``[T, H, W, C]`` (any real dtype). ``size``: ``(out_h, out_w)``. ``rows`` /
+    ``cols``: optional output positions to compute (e.g. only a crop); default all. Returns
+    ``[T, len(rows), len(cols), C] float32``, bit-identical to TensorFlow's CPU kernel (the
+    same float32 operations in the same order: along width first, then along height).
+    """
+    frames = np.asarray(frames)
+    if frames.ndim != 4:
+        raise ValueError(f"frames must be [T, H, W, C], got shape {frames.shape}")
+    out_h, out_w = size
+    y_low, y_high, y_lerp = _bilinear_weights(frames.shape[1], out_h, rows)
+    x_low, x_high, x_lerp = _bilinear_weights(frames.shape[2], out_w, cols)
+    # Only the source rows the output needs take part. Frame by frame, so the intermediates
+    # stay in the CPU cache (3x faster than whole-clip arrays); gather in uint8, then update in
+    # place. a + b == b + a exactly in IEEE arithmetic, so ``(r - l) * w + l`` computed in
+    # place is TF's ``l + (r - l) * w``.
+    needed = np.unique(np.concatenate([y_low, y_high]))
+    top_rows = np.searchsorted(needed, y_low)
+    bottom_rows = np.searchsorted(needed, y_high)
+    x_weight = x_lerp[:, None]
+    y_weight = y_lerp[:, None, None]
+    channels = frames.shape[3]
+    out = np.empty((frames.shape[0], len(y_low), len(x_low), channels), dtype=np.float32)
+    left = np.empty((len(needed), len(x_low), channels), dtype=np.float32)
+    horizontal = np.empty_like(left)
+    top = np.empty(out.shape[1:], dtype=np.float32)
+    for t in range(frames.shape[0]):
+        source = frames[t, needed]
+        np.copyto(left, np.take(source, x_low, axis=1), casting="unsafe")
+        np.copyto(horizontal, np.take(source, x_high, axis=1), casting="unsafe")
+        horizontal -= left
+        horizontal *= x_weight
+        horizontal += left
+        np.take(horizontal, top_rows, axis=0, out=top)
+        frame = out[t]
+        np.take(horizontal, bottom_rows, axis=0, out=frame)
+        frame -= top
+        frame *= y_weight
+        frame += top
+    return out
+
+
+def resize_smallest(frames: np.ndarray, min_resize: int = 224) -> np.ndarray:
+    """Resize ``[T, H, W, 3] uint8`` so the short side is ``min_resize``; uint8 out.
+
+    As the protocol: bilinear without antialias, then a cast back to uint8 (truncation, as
+    ``tf.cast``); frames already at the target size are returned unchanged.
+    """
+    height, width = frames.shape[1:3]
+    size = resized_size(height, width, min_resize)
+    if size == (height, width):
+        return frames
+    return resize_bilinear(frames, size).astype(np.uint8)
+
+
+def central_crop_offsets(height: int, width: int, crop_size: int) -> tuple[int, int]:
+    """Top-left offset of the central crop (``tf.image.resize_with_crop_or_pad``)."""
+    return max((height - crop_size) // 2, 0), max((width - crop_size) // 2, 0)
+
+
+def resize_and_crop(frames: np.ndarray, min_resize: int, crop_size: int,
+                    offset: tuple[int, int]) -> np.ndarray:
+    """Short-side resize to uint8, then the ``crop_size`` square at ``offset``; float32 /255.
+
+    Equal to cropping the output of :func:`resize_smallest`, but computes only the cropped
+    pixels (each output pixel of a bilinear resize depends only on its own position).
+    Returns ``[T, crop, crop, 3] float32 in [0, 1]``.
+    """
+    height, width = frames.shape[1:3]
+    size = resized_size(height, width, min_resize)
+    oy, ox = offset
+    if oy < 0 or ox < 0 or oy + crop_size > size[0] or ox + crop_size > size[1]:
+        raise ValueError(f"crop {crop_size} at {offset} does not fit in the resized {size}")
+    if size == (height, width):
+        cropped = frames[:, oy:oy + crop_size, ox:ox + crop_size]
+    else:
+        cropped = resize_bilinear(frames, size, rows=np.arange(oy, oy + crop_size),
+                                  cols=np.arange(ox, ox + crop_size)).astype(np.uint8)
+    return cropped.astype(np.float32) / np.float32(255.0)
+
+
+# --- seeded draws ------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class TrainDraw:
+    """The random choices of one training clip."""
+
+    start: int
+    flip: bool
+    crop_offset: tuple[int, int]
+    indices: np.ndarray = dataclasses.field(compare=False, repr=False)
+
+
+def clip_rng(seed: int, pass_index: int, video_name: str) -> np.random.Generator:
+    """The generator of one (pass, video): independent of order and of other videos."""
+    name_key = zlib.crc32(video_name.encode("utf-8"))
+    return np.random.default_rng([seed, pass_index, name_key, len(video_name)])
+
+
+def train_draw(video_name: str, pass_index: int, num_video_frames: int,
+               frame_size: tuple[int, int], protocol: Protocol = MMV_PROTOCOL) -> TrainDraw:
+    """Start frame, flip and crop offset of training clip ``pass_index`` of a video."""
+    rng = clip_rng(protocol.seed, pass_index, video_name)
+    limit = train_start_limit(num_video_frames, protocol.num_frames, protocol.stride)
+    start = int(rng.integers(0, limit))
+    flip = bool(rng.integers(0, 2))
+    out_h, out_w = resized_size(*frame_size, protocol.min_resize)
+    crop = (int(rng.integers(0, out_h - protocol.crop_size + 1)),
+            int(rng.integers(0, out_w - protocol.crop_size + 1)))
+    indices = clip_indices(num_video_frames, start, protocol.num_frames, protocol.stride)
+    return TrainDraw(start, flip, crop, indices)
+
+
+def train_clip(video, pass_index: int, protocol: Protocol = MMV_PROTOCOL,
+               return_draw: bool = False):
+    """Training clip ``pass_index`` of a stored video -> ``[T, crop, crop, 3] float32 [0, 1]``.
+
+    ``video``: anything with ``name``, ``num_frames``, ``height``, ``width`` and
+    ``frames(indices) -> [N, H, W, 3] uint8`` (a :class:`helpers.ucf101_store.StoredVideo`).
+    With ``return_draw``, also returns the :class:`TrainDraw`.
+    """
+    draw = train_draw(video.name, pass_index, video.num_frames, (video.height, video.width),
+                      protocol)
+    frames = video.frames(draw.indices)
+    if draw.flip:
+        frames = frames[:, :, ::-1]
+    clip = resize_and_crop(frames, protocol.min_resize, protocol.crop_size, draw.crop_offset)
+    return (clip, draw) if return_draw else clip
+
+
+def test_clips(video, protocol: Protocol = MMV_PROTOCOL, windows=None) -> np.ndarray:
+    """Test windows of a stored video -> ``[W, T, crop, crop, 3] float32 [0, 1]``.
+
+    ``windows``: which of the ``protocol.test_windows`` windows (default all). Frames shared
+    by several windows are decoded once.
+    """
+    indices = test_window_indices(video.num_frames, protocol.test_windows, protocol.num_frames,
+                                  protocol.stride)
+    if windows is not None:
+        indices = indices[np.asarray(windows)]
+    unique, inverse = np.unique(indices, return_inverse=True)
+    frames = video.frames(unique)
+    size = resized_size(video.height, video.width, protocol.min_resize)
+    offset = central_crop_offsets(*size, protocol.crop_size)
+    processed = resize_and_crop(frames, protocol.min_resize, protocol.crop_size, offset)
+    return processed[inverse.reshape(indices.shape)]

@@ -1,0 +1,552 @@
+"""The MMV re-encoding of UCF101, kept in a compact on-disk frame store.
+
+The MMV release re-encoded every video with
+
+    ffmpeg -i video.avi -qscale:v 2 -r 25 -t 00:00:20 %010d.jpeg
+
+(JPEG quality scale 2, 25 frames per second, at most the first 20 seconds, native size), which
+differs from tensorflow_datasets' stock UCF101 encoding. :func:`reencode_video` runs the bundled
+ffmpeg (``imageio_ffmpeg.get_ffmpeg_exe()``) with exactly those output options, but pipes the
+JPEGs (``-f image2pipe -c:v mjpeg``, which encodes byte for byte what the ``%010d.jpeg``
+pattern writes) and splits the stream at the JPEG markers, so no frame ever lands in a file of
+its own.
+
+Store layout (one folder)::
+
+    manifest.json          the parameters the store was made with (fps, qscale, duration,
+                           ffmpeg command and version, format version, a store id)
+    videos/<name>.jpgs     one container per video: header, frame offsets, JPEG bytes
+    splits/                copies of the official split files (so ``evaluate`` needs only the store)
+    failures.json          videos that could not be re-encoded, with the reason (if any)
+
+Container format (little-endian): ``b"UCFJPEG1"``, ``uint32`` frame count, ``uint16`` height,
+``uint16`` width, ``uint64`` offsets ``[n + 1]`` (relative to the data start), then the JPEG
+bytes. Each container is written to a temporary name and renamed, so a store never holds half a
+video, and a rerun of :func:`prepare_store` skips the videos already there.
+
+JPEG decoding: Pillow by default (libjpeg's accurate integer DCT, equal to TensorFlow's
+``dct_method="INTEGER_ACCURATE"``). The release decoded through tensorflow_datasets, i.e.
+``tf.image.decode_image`` with TensorFlow's default *fast* integer DCT, which differs by a few
+grey levels in about half of the pixel values; ``decoder="tensorflow"`` reproduces it bit for bit
+(and imports TensorFlow on first use). Nothing here imports TensorFlow or JAX at import time.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import datetime
+import io
+import json
+import os
+import shutil
+import struct
+import subprocess
+import threading
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from helpers import atomic
+
+MAGIC = b"UCFJPEG1"
+_HEADER = struct.Struct("<8sIHH")
+CONTAINER_SUFFIX = ".jpgs"
+MANIFEST = "manifest.json"
+FAILURES = "failures.json"
+STORE_FORMAT = "ucf101-mmv-jpeg-store"
+STORE_VERSION = 1
+#: ``pillow`` (default; accurate DCT) or ``tensorflow`` (TF's default fast DCT, as the release).
+JPEG_DECODERS = ("pillow", "tensorflow")
+
+
+class StoreError(RuntimeError):
+    """The frame store (or one container in it) is missing, damaged or made differently."""
+
+
+class VideoEncodeError(RuntimeError):
+    """ffmpeg could not re-encode one video; ``path`` and ``cause`` say which and why."""
+
+    def __init__(self, path, cause: str):
+        self.path = Path(path)
+        self.cause = cause
+        super().__init__(f"{self.path}: {cause}")
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodeParams:
+    """How videos are re-encoded. The defaults are the MMV release's."""
+
+    fps: int = 25
+    qscale: int = 2
+    duration: str = "00:00:20"  # ffmpeg -t: at most the first 20 seconds
+
+    def output_options(self) -> list[str]:
+        return ["-qscale:v", str(self.qscale), "-r", str(self.fps), "-t", self.duration]
+
+
+MMV_ENCODING = EncodeParams()
+
+
+# --- ffmpeg ------------------------------------------------------------------------------------
+
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary bundled with imageio-ffmpeg (``IMAGEIO_FFMPEG_EXE`` overrides)."""
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+_versions: dict[str, str] = {}
+
+
+def ffmpeg_version(exe: str | None = None) -> str:
+    """First line of ``ffmpeg -version`` (remembered per binary)."""
+    exe = exe or ffmpeg_exe()
+    if exe not in _versions:
+        out = subprocess.run([exe, "-hide_banner", "-version"], capture_output=True, text=True,
+                             check=False, timeout=60)
+        _versions[exe] = (out.stdout.splitlines() or ["unknown"])[0].strip()
+    return _versions[exe]
+
+
+def ffmpeg_command(src: str | os.PathLike, params: EncodeParams = MMV_ENCODING,
+                   exe: str | None = None) -> list[str]:
+    """The command that re-encodes ``src``: the release's output options, JPEGs to stdout."""
+    return [exe or ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error",
+            "-i", os.fspath(src), *params.output_options(),
+            "-f", "image2pipe", "-c:v", "mjpeg", "pipe:1"]
+
+
+def split_jpeg_stream(data: bytes, source: str = "stream") -> list[bytes]:
+    """Split concatenated JPEG images (as ``-f image2pipe -c:v mjpeg`` writes them).
+
+    Walks the marker segments of each image (so bytes inside headers are never mistaken for a
+    marker) and the entropy-coded data after each SOS (where 0xFF is always followed by 0x00,
+    a restart marker or the next marker). Raises :class:`VideoEncodeError` on a malformed or
+    truncated stream.
+    """
+    images = []
+    pos, size = 0, len(data)
+    while pos < size:
+        start = pos
+        if data[pos:pos + 2] != b"\xff\xd8":
+            raise VideoEncodeError(source, f"JPEG stream: expected a start-of-image marker at "
+                                           f"byte {pos}")
+        pos += 2
+        while True:
+            # Skip fill bytes, then read a marker.
+            while pos < size and data[pos] == 0xFF and pos + 1 < size and data[pos + 1] == 0xFF:
+                pos += 1
+            if pos + 2 > size or data[pos] != 0xFF:
+                raise VideoEncodeError(source, f"JPEG stream truncated or corrupt at byte {pos}")
+            marker = data[pos + 1]
+            pos += 2
+            if marker == 0xD9:  # end of image
+                break
+            if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # no length field
+                continue
+            if pos + 2 > size:
+                raise VideoEncodeError(source, f"JPEG stream truncated at byte {pos}")
+            length = int.from_bytes(data[pos:pos + 2], "big")
+            if length < 2:
+                raise VideoEncodeError(source, f"JPEG segment with length {length} at byte {pos}")
+            pos += length
+            if marker == 0xDA:  # start of scan: entropy-coded data follows
+                while True:
+                    pos = data.find(b"\xff", pos)
+                    if pos < 0 or pos + 1 >= size:
+                        raise VideoEncodeError(source, "JPEG stream ends inside scan data")
+                    following = data[pos + 1]
+                    if following == 0x00 or 0xD0 <= following <= 0xD7 or following == 0xFF:
+                        pos += 1 if following == 0xFF else 2
+                        continue
+                    break  # a real marker: handled by the outer loop
+        images.append(data[start:pos])
+    return images
+
+
+def reencode_video(src: str | os.PathLike, params: EncodeParams = MMV_ENCODING,
+                   exe: str | None = None, timeout: float = 600.0) -> list[bytes]:
+    """Re-encode one video file; return its JPEG frames (bytes, in order).
+
+    Raises :class:`VideoEncodeError` (naming the file) if the file is missing, ffmpeg fails or
+    times out, or no frame comes out.
+    """
+    src = Path(src)
+    if not src.is_file():
+        raise VideoEncodeError(src, "file not found")
+    if src.stat().st_size == 0:
+        raise VideoEncodeError(src, "empty file (0 bytes)")
+    command = ffmpeg_command(src, params, exe)
+    try:
+        result = subprocess.run(command, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise VideoEncodeError(src, f"ffmpeg did not finish within {timeout:g} s") from None
+    stderr = result.stderr.decode("utf-8", "replace").strip()
+    if result.returncode != 0:
+        tail = " | ".join(stderr.splitlines()[-3:]) or "no message"
+        raise VideoEncodeError(src, f"ffmpeg exit status {result.returncode}: {tail}")
+    frames = split_jpeg_stream(result.stdout, str(src))
+    if not frames:
+        detail = f" ({stderr})" if stderr else ""
+        raise VideoEncodeError(src, f"ffmpeg produced no frames{detail}")
+    return frames
+
+
+# --- JPEG decoding -----------------------------------------------------------------------------
+
+def _check_decoder(decoder: str) -> str:
+    if decoder not in JPEG_DECODERS:
+        raise ValueError(f"decoder must be one of {JPEG_DECODERS}, got {decoder!r}")
+    return decoder
+
+
+def decode_jpeg_pillow(jpeg: bytes) -> np.ndarray:
+    """One JPEG -> ``[H, W, 3] uint8`` RGB with Pillow."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(jpeg)) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+_tf_lock = threading.Lock()
+_tf = None
+
+
+def _tensorflow():
+    """TensorFlow for decoding, set up (once) to share a GPU with JAX instead of grabbing it."""
+    global _tf
+    with _tf_lock:
+        if _tf is None:
+            from helpers import gpu
+
+            gpu.share_gpu()
+            import tensorflow as tf
+
+            _tf = tf
+    return _tf
+
+
+def decode_jpeg_tensorflow(jpeg: bytes) -> np.ndarray:
+    """One JPEG -> ``[H, W, 3] uint8`` with ``tf.io.decode_jpeg`` defaults (as the release)."""
+    tf = _tensorflow()
+    with tf.device("/CPU:0"):
+        return tf.io.decode_jpeg(jpeg, channels=3).numpy()
+
+
+# --- containers --------------------------------------------------------------------------------
+
+def _jpeg_size(jpeg: bytes) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(jpeg)) as image:
+        width, height = image.size
+    return height, width
+
+
+def write_container(path: str | os.PathLike, jpegs: list[bytes]) -> Path:
+    """Atomically write JPEG frames into one container file; return its path."""
+    if not jpegs:
+        raise ValueError("a container needs at least one frame")
+    height, width = _jpeg_size(jpegs[0])
+    offsets = np.zeros(len(jpegs) + 1, dtype="<u8")
+    np.cumsum([len(j) for j in jpegs], out=offsets[1:])
+    with atomic.atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            handle.write(_HEADER.pack(MAGIC, len(jpegs), height, width))
+            handle.write(offsets.tobytes())
+            for jpeg in jpegs:
+                handle.write(jpeg)
+    return Path(path)
+
+
+class StoredVideo:
+    """One re-encoded video in the store: frame count, size, and frame decoding.
+
+    Opening reads only the header and the offsets; frames are read and decoded on demand, so
+    a training clip touches only the JPEGs it needs. Safe to use from several threads.
+    """
+
+    def __init__(self, path: str | os.PathLike, name: str | None = None,
+                 decoder: str = "pillow"):
+        self.path = Path(path)
+        self.name = name or self.path.name[: -len(CONTAINER_SUFFIX)]
+        self.decoder = _check_decoder(decoder)
+        try:
+            with open(self.path, "rb") as handle:
+                header = handle.read(_HEADER.size)
+                if len(header) != _HEADER.size:
+                    raise StoreError(f"{self.path}: truncated container header")
+                magic, count, height, width = _HEADER.unpack(header)
+                if magic != MAGIC:
+                    raise StoreError(f"{self.path}: not a frame container (bad magic {magic!r})")
+                raw = handle.read(8 * (count + 1))
+        except FileNotFoundError:
+            raise StoreError(f"{self.path}: container not found") from None
+        if len(raw) != 8 * (count + 1):
+            raise StoreError(f"{self.path}: truncated offsets table")
+        self.offsets = np.frombuffer(raw, dtype="<u8").astype(np.int64)
+        self._data_start = _HEADER.size + 8 * (count + 1)
+        self.file_size = self.path.stat().st_size
+        if count == 0 or np.any(np.diff(self.offsets) <= 0) or self.offsets[0] != 0 \
+                or self._data_start + self.offsets[-1] != self.file_size:
+            raise StoreError(f"{self.path}: damaged container (offsets do not match the file "
+                             f"size {self.file_size}); delete it and run prepare again")
+        self.num_frames = int(count)
+        self.height = int(height)
+        self.width = int(width)
+
+    def __repr__(self) -> str:
+        return (f"StoredVideo({self.name!r}, frames={self.num_frames}, "
+                f"size={self.height}x{self.width})")
+
+    def jpegs(self, indices) -> list[bytes]:
+        """The JPEG bytes of frames ``indices`` (any order, repeats allowed)."""
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if indices.size == 0:
+            return []
+        if indices.min() < 0 or indices.max() >= self.num_frames:
+            raise IndexError(f"{self.name}: frame index out of range 0..{self.num_frames - 1}")
+        first, last = int(indices.min()), int(indices.max())
+        begin, end = self.offsets[first], self.offsets[last + 1]
+        with open(self.path, "rb") as handle:  # one read covering the span
+            handle.seek(self._data_start + int(begin))
+            span = handle.read(int(end - begin))
+        return [span[self.offsets[i] - begin: self.offsets[i + 1] - begin] for i in indices]
+
+    def frames(self, indices=None) -> np.ndarray:
+        """Decode frames ``indices`` (default: all) -> ``[N, H, W, 3] uint8`` RGB.
+
+        Each distinct frame is decoded once, however often it is asked for (looping clips);
+        with the video's ``decoder`` (see the module docstring).
+        """
+        decode = decode_jpeg_pillow if self.decoder == "pillow" else decode_jpeg_tensorflow
+        if indices is None:
+            indices = np.arange(self.num_frames)
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        unique, inverse = np.unique(indices, return_inverse=True)
+        out = np.empty((len(unique), self.height, self.width, 3), dtype=np.uint8)
+        for row, jpeg in enumerate(self.jpegs(unique)):
+            array = decode(jpeg)
+            if array.shape != out.shape[1:]:
+                raise StoreError(f"{self.path}: frame {unique[row]} is {array.shape[:2]}, "
+                                 f"not {out.shape[1:3]}")
+            out[row] = array
+        return out[inverse]
+
+
+# --- the store ---------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class PrepareReport:
+    """What one :func:`prepare_store` run did. ``failed``: name -> reason."""
+
+    store: Path
+    encoded: list[str]
+    skipped: list[str]
+    failed: dict[str, str]
+
+    def __str__(self) -> str:
+        text = (f"{self.store}: {len(self.encoded)} videos re-encoded, {len(self.skipped)} already "
+                f"there, {len(self.failed)} failed")
+        for name, reason in list(self.failed.items())[:10]:
+            text += f"\n  FAILED {name}: {reason}"
+        if len(self.failed) > 10:
+            text += f"\n  ... and {len(self.failed) - 10} more (see {FAILURES})"
+        return text
+
+
+class FrameStore:
+    """A folder of re-encoded videos (see the module docstring for the layout).
+
+    ``decoder``: how its videos decode JPEGs, ``pillow`` or ``tensorflow``.
+    """
+
+    def __init__(self, root: str | os.PathLike, decoder: str = "pillow"):
+        self.root = Path(root)
+        self.decoder = _check_decoder(decoder)
+        manifest = self.root / MANIFEST
+        if not manifest.is_file():
+            raise StoreError(f"{self.root}: no {MANIFEST}; this is not a frame store (make one "
+                             "with `python -m helpers.ucf101 prepare`)")
+        self.manifest = json.loads(manifest.read_text())
+        if self.manifest.get("format") != STORE_FORMAT:
+            raise StoreError(f"{manifest}: not a {STORE_FORMAT} manifest")
+        if self.manifest.get("version") != STORE_VERSION:
+            raise StoreError(f"{manifest}: store version {self.manifest.get('version')}, this "
+                             f"code reads version {STORE_VERSION}; re-create the store")
+        self._cache: dict[str, StoredVideo] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def videos_dir(self) -> Path:
+        return self.root / "videos"
+
+    @property
+    def splits_dir(self) -> Path:
+        return self.root / "splits"
+
+    @property
+    def params(self) -> EncodeParams:
+        m = self.manifest
+        return EncodeParams(fps=m["fps"], qscale=m["qscale"], duration=m["duration"])
+
+    @property
+    def store_id(self) -> str:
+        return self.manifest["store_id"]
+
+    def path_for(self, name: str) -> Path:
+        return self.videos_dir / f"{name}{CONTAINER_SUFFIX}"
+
+    def names(self) -> list[str]:
+        """Names of the videos in the store (sorted)."""
+        if not self.videos_dir.is_dir():
+            return []
+        return sorted(p.name[: -len(CONTAINER_SUFFIX)] for p in self.videos_dir.iterdir()
+                      if p.name.endswith(CONTAINER_SUFFIX) and not p.name.startswith("."))
+
+    def __contains__(self, name: str) -> bool:
+        return self.path_for(name).is_file()
+
+    def __len__(self) -> int:
+        return len(self.names())
+
+    def video(self, name: str) -> StoredVideo:
+        """The container of ``name`` (headers are read once and remembered)."""
+        with self._lock:
+            if name not in self._cache:
+                self._cache[name] = StoredVideo(self.path_for(name), name, self.decoder)
+            return self._cache[name]
+
+    def failures(self) -> dict[str, str]:
+        path = self.root / FAILURES
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def describe(self) -> str:
+        m = self.manifest
+        return (f"frame store {self.root}\n  {len(self)} videos; re-encoded with "
+                f"`{m['ffmpeg_command']}`\n  ({m['ffmpeg_version']})")
+
+
+def _new_manifest(params: EncodeParams, exe: str) -> dict:
+    return {
+        "format": STORE_FORMAT,
+        "version": STORE_VERSION,
+        "fps": params.fps,
+        "qscale": params.qscale,
+        "duration": params.duration,
+        "ffmpeg_command": " ".join(["ffmpeg", "-i", "<video>", *params.output_options(),
+                                    "-f", "image2pipe", "-c:v", "mjpeg", "pipe:1"]),
+        "release_command": " ".join(["ffmpeg", "-i", "video.avi", *params.output_options(),
+                                     "%010d.jpeg"]),
+        "ffmpeg_version": ffmpeg_version(exe),
+        "container": "header 'UCFJPEG1' <uint32 frames> <uint16 height> <uint16 width>, "
+                     "uint64 offsets[frames + 1], JPEG bytes",
+        "store_id": uuid.uuid4().hex,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def open_or_create_store(root: str | os.PathLike, params: EncodeParams = MMV_ENCODING,
+                         exe: str | None = None) -> FrameStore:
+    """Open the store at ``root``, creating it (with its manifest) if it does not exist.
+
+    Raises :class:`StoreError` if an existing store was made with other parameters. A
+    different ffmpeg version is only warned about (the JPEG encoder is stable across versions).
+    """
+    root = Path(root)
+    exe = exe or ffmpeg_exe()
+    manifest_path = root / MANIFEST
+    if not manifest_path.exists():
+        root.mkdir(parents=True, exist_ok=True)
+        atomic.write_bytes(manifest_path, json.dumps(_new_manifest(params, exe), indent=2).encode())
+    store = FrameStore(root)
+    if store.params != params:
+        raise StoreError(f"{root} was made with {store.params}, not {params}; use another "
+                         "folder or delete this one")
+    version = ffmpeg_version(exe)
+    if store.manifest.get("ffmpeg_version") != version:
+        import warnings
+
+        warnings.warn(f"{root} was made with {store.manifest.get('ffmpeg_version')!r}; this run "
+                      f"uses {version!r}", stacklevel=2)
+    return store
+
+
+def copy_split_files(splits_dir: str | os.PathLike, store: FrameStore) -> list[Path]:
+    """Copy ``classInd.txt`` and the train/test lists into ``<store>/splits`` (atomically)."""
+    from helpers.ucf101_splits import CLASS_INDEX_FILE, SPLITS, find_splits_dir
+
+    source = find_splits_dir(splits_dir)
+    names = [CLASS_INDEX_FILE] + [f"{kind}list{n:02d}.txt" for n in SPLITS
+                                  for kind in ("train", "test")]
+    copied = []
+    for name in names:
+        if (source / name).is_file():
+            with atomic.atomic_path(store.splits_dir / name) as tmp:
+                shutil.copyfile(source / name, tmp)
+            copied.append(store.splits_dir / name)
+    return copied
+
+
+def prepare_store(sources, store_dir: str | os.PathLike, *, params: EncodeParams = MMV_ENCODING,
+                  workers: int | None = None, progress: bool = True,
+                  timeout: float = 600.0) -> PrepareReport:
+    """Re-encode videos into the store at ``store_dir``, in parallel; resumable.
+
+    ``sources``: ``{name: path}`` (or ``(name, path)`` pairs), ``name`` being the video's key
+    (``v_<Class>_gNN_cNN``). Videos already in the store are skipped; a video that fails
+    (corrupt, unreadable, no frames) is reported, recorded in ``failures.json`` and skipped,
+    never fatal. ``workers``: parallel ffmpeg processes (default: the number of CPUs).
+    Returns a :class:`PrepareReport`.
+    """
+    from tqdm.auto import tqdm
+
+    sources = dict(sources.items() if isinstance(sources, dict) else sources)
+    exe = ffmpeg_exe()
+    store = open_or_create_store(store_dir, params, exe)
+    store.videos_dir.mkdir(parents=True, exist_ok=True)
+    todo = {n: Path(p) for n, p in sources.items() if n not in store}
+    skipped = [n for n in sources if n not in todo]
+    failed: dict[str, str] = {}
+    encoded: list[str] = []
+
+    def work(name: str, path: Path) -> None:
+        jpegs = reencode_video(path, params, exe, timeout=timeout)
+        write_container(store.path_for(name), jpegs)
+
+    workers = max(1, workers or os.cpu_count() or 1)
+    bar = tqdm(total=len(sources), initial=len(skipped), desc="re-encoding", unit="video",
+               disable=not progress)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            futures = {pool.submit(work, n, p): n for n, p in todo.items()}
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    name = futures[future]
+                    try:
+                        future.result()
+                        encoded.append(name)
+                    except (VideoEncodeError, StoreError) as err:
+                        failed[name] = str(err)
+                        bar.write(f"skipped {name}: {err}")
+                    bar.update(1)
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+    finally:
+        bar.close()
+        _record_failures(store, failed, done=set(encoded) | set(skipped))
+    return PrepareReport(store.root, sorted(encoded), sorted(skipped), dict(sorted(failed.items())))
+
+
+def _record_failures(store: FrameStore, failed: dict[str, str], done: set[str]) -> None:
+    known = store.failures()
+    merged = {n: r for n, r in known.items() if n not in done}
+    merged.update(failed)
+    path = store.root / FAILURES
+    if merged or path.exists():
+        atomic.write_bytes(path, json.dumps(dict(sorted(merged.items())), indent=2).encode())
