@@ -5,11 +5,13 @@ Each test sets ``COURSE_MODE=real`` with a throw-away ``COURSE_CACHE_DIR``, poin
 so tests never share a route), and calls exactly what the notebooks and command lines call:
 ``milnce.load()`` (tensorflow_hub's own downloader, through ``downloads.hub_load``),
 ``mmv.checkpoint_path`` / ``mmv.load_model`` / ``python -m helpers.mmv embed``, and
-``milnce.sample_videos``. The server serves the generated stand-ins at the official paths,
+``milnce.sample_videos``, ``ucf101.dataset`` / ``download*`` / ``python -m helpers.ucf101
+download``. The server serves the generated stand-ins at the official paths,
 then fails the way the real hosts do.
 """
 
 import contextlib
+import io
 import os
 import signal
 import subprocess
@@ -17,6 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +32,10 @@ from httpserver_fixture import (
     tfhub_tarball,
 )
 
-from helpers import config, downloads, milnce, mmv, video
+from helpers import config, downloads, milnce, mmv, remote_zip, ucf101, video
 from helpers.standins import milnce as milnce_standin
 from helpers.standins import mmv as mmv_standin
+from helpers.standins.ucf101 import make_mini_ucf101
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -116,6 +120,19 @@ def test_milnce_load_downloads_the_default_handle(server, real, milnce_builds, k
         assert downloads.hub_cache_entry_ok(handle, folder.parent, deep=True)
         milnce.load(timeout=10)
     assert server.stats(archive).statuses == [200]
+
+
+def test_milnce_cli_in_real_mode_uses_the_download(server, real, milnce_builds, tmp_path):
+    build = milnce_builds["tf1"]
+    out = tmp_path / "emb.npz"
+    with serving_milnce(server, "cli", build) as archive:
+        assert milnce.main(["embed", "--text", "a dog playing guitar", "--out", str(out)]) == 0
+        handle = milnce.default_handle()
+    saved = np.load(out)
+    assert str(saved["mode"]) == "real" and str(saved["handle"]) == handle
+    np.testing.assert_array_equal(saved["text_embedding"],
+                                  _milnce_outputs(milnce.load(build["folder"]))[1])
+    assert server.stats(archive).requests == 1
 
 
 def test_milnce_403_names_the_refused_url_and_the_fix_that_works(server, real, milnce_builds,
@@ -339,11 +356,9 @@ def test_mmv_killed_download_is_resumed_never_taken_as_finished(server, real, mm
         child.wait(timeout=10)
     kept = part.stat().st_size
     assert 100_000 <= kept < len(data) and part.read_bytes() == data[:kept]
-    assert not dest.exists()  # only the .part: nothing looks finished...
+    assert not dest.exists()  # only the .part: nothing looks finished,
+    assert not mmv._real_path("s3d").is_file()  # not even to auto mode's "is it cached?"
     with server.use_for("mmv", prefix="mmv-killed"):
-        config.set_mode("auto")  # ...not even to auto mode's "is it cached?"
-        assert not mmv._real_path("s3d").is_file()
-        config.set_mode("real")
         server.set(path, chunk_delay=0.0)
         assert mmv.checkpoint_path("s3d").read_bytes() == data
     stats = server.stats(path)
@@ -439,3 +454,141 @@ def test_sample_gif_refused_without_the_browser_user_agent_is_explained(server, 
     assert url == server.url(f"/gifs-ua/wikimedia/{resource.path}") and url in message
     assert "HTTP 403" in message and "browser" in message and "Wikimedia" in message
     assert not (tmp_path / resource.filename).exists()
+
+
+# ------------------------------------------------------------------------------------------
+# UCF101: the split archive and the flat video zip, whole or a few classes by range requests
+# ------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ucf_archives():
+    """The mini-UCF101 packed like the official archives: the split zip (``ucfTrainTestlist/``)
+    and the mirror's flat video zip (``UCF101/v_*.avi``, stored, in name order)."""
+    mini = make_mini_ucf101()  # the notebook's tiny dataset (shared with test_ucf101.py)
+    splits, videos, files = io.BytesIO(), io.BytesIO(), {}
+    with zipfile.ZipFile(splits, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(zipfile.ZipInfo("ucfTrainTestlist/"), b"")
+        for path in sorted(mini.splits_dir.iterdir()):
+            archive.writestr(f"ucfTrainTestlist/{path.name}", path.read_bytes())
+    for path in sorted(mini.videos_dir.rglob("*.avi"), key=lambda p: p.name):
+        files[f"UCF101/{path.name}"] = path.read_bytes()
+    with zipfile.ZipFile(videos, "w", zipfile.ZIP_STORED) as archive:
+        for member, data in files.items():
+            archive.writestr(member, data)
+    return {"mini": mini, "splits": splits.getvalue(), "videos": videos.getvalue(),
+            "files": files}
+
+
+@contextlib.contextmanager
+def serving_ucf(server, monkeypatch, prefix, archives, **video_faults):
+    """Serve both archives at their official names below ``<server>/<prefix>/<base key>``;
+    yield their paths on the server (the faults apply to the video zip)."""
+    import dataclasses
+    import hashlib
+
+    paths = (f"/{prefix}/ucf101_splits/{ucf101.SPLITS_ZIP.path}",
+             f"/{prefix}/ucf101_videos/{ucf101.VIDEOS_ZIP.path}")
+    server.add(paths[0], archives["splits"], content_type="application/zip")
+    server.add(paths[1], archives["videos"], content_type="application/zip", **video_faults)
+    # The registry holds the real archives' sizes and SHA-256; the stand-ins have their own.
+    for name, data in (("SPLITS_ZIP", archives["splits"]), ("VIDEOS_ZIP", archives["videos"])):
+        monkeypatch.setattr(ucf101, name, dataclasses.replace(
+            getattr(ucf101, name), size=len(data), sha256=hashlib.sha256(data).hexdigest()))
+    with server.use_for("ucf101_splits", "ucf101_videos", prefix=prefix):
+        assert ucf101.VIDEOS_ZIP.url == server.url(paths[1])
+        yield paths
+
+
+def _span(archive: bytes, members) -> tuple[int, int]:
+    """``(start, end)`` in the zip of the contiguous run of ``members`` (headers included)."""
+    with zipfile.ZipFile(io.BytesIO(archive)) as zf:
+        infos = sorted(zf.infolist(), key=lambda i: i.header_offset)
+        directory = zf.start_dir
+    chosen = [i for i, info in enumerate(infos) if info.filename in set(members)]
+    assert chosen == list(range(chosen[0], chosen[-1] + 1)), "the classes are not neighbours"
+    end = infos[chosen[-1] + 1].header_offset if chosen[-1] + 1 < len(infos) else directory
+    return infos[chosen[0]].header_offset, end
+
+
+def _check_videos(folder: Path, archives, members) -> None:
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == sorted(
+        m.split("/")[1] for m in members)
+    for member in members:
+        assert (folder / member.split("/")[1]).read_bytes() == archives["files"][member]
+
+
+def test_ucf101_dataset_downloads_and_extracts_both_archives(server, real, ucf_archives,
+                                                             monkeypatch):
+    mini = ucf_archives["mini"]
+    with serving_ucf(server, monkeypatch, "ucf-all", ucf_archives) as (splits_path, videos_path):
+        assert ucf101.resolve_mode() == "real"
+        data = ucf101.dataset()  # notebook 04's call (all classes)
+        assert data.mode == "real"
+        assert data.videos_dir == real / "real" / "ucf101" / "UCF101"
+        assert data.splits_dir == real / "real" / "ucf101" / "ucfTrainTestlist"
+        _check_videos(data.videos_dir, ucf_archives, list(ucf_archives["files"]))
+        split = ucf101.load_split(data.splits_dir, 1)
+        assert split.classes == mini.classes
+        assert len(split.train) + len(split.test) == len(mini.videos)
+        assert ucf101.dataset() == data  # a rerun transfers nothing
+    assert server.stats(splits_path).statuses == [200]
+    assert server.stats(videos_path).statuses == [200]
+    assert server.stats(videos_path).bytes_served == len(ucf_archives["videos"])
+
+
+def test_ucf101_video_zip_dropped_midway_resumes_and_is_verified(server, real, ucf_archives,
+                                                                 monkeypatch):
+    cut = len(ucf_archives["videos"]) // 2
+    with serving_ucf(server, monkeypatch, "ucf-drop", ucf_archives, drop_after=cut,
+                     drop_times=1) as (_, videos_path):
+        folder = ucf101.download_videos()
+    _check_videos(folder, ucf_archives, list(ucf_archives["files"]))
+    stats = server.stats(videos_path)
+    assert stats.ranges == [None, f"bytes={cut}-"] and stats.statuses == [200, 206]
+    archive = real / "real" / "ucf101" / "downloads" / ucf101.VIDEOS_ZIP.filename
+    assert archive.read_bytes() == ucf_archives["videos"]  # the SHA-256 was checked too
+
+
+def _class_members(archives, classes) -> list[str]:
+    return [m for m in archives["files"] if any(f"/v_{c}_g" in m for c in classes)]
+
+
+def test_ucf101_cli_fetches_a_few_classes_by_range_requests(server, real, ucf_archives,
+                                                            monkeypatch, capsys):
+    classes = ucf_archives["mini"].classes[1:3]  # neighbours in the zip: one run of members
+    members = _class_members(ucf_archives, classes)
+    start, end = _span(ucf_archives["videos"], members)
+    with serving_ucf(server, monkeypatch, "ucf-subset", ucf_archives) as (_, videos_path):
+        assert ucf101.main(["download", "--classes", ",".join(classes)]) == 0
+        assert "videos:" in capsys.readouterr().out
+        folder = real / "real" / "ucf101" / "UCF101"
+        _check_videos(folder, ucf_archives, members)
+        stats = server.stats(videos_path)
+        # The tail (end-of-central-directory search), then one range for the run of members.
+        tail = min(remote_zip.TAIL_BYTES, len(ucf_archives["videos"]))
+        assert stats.ranges == [f"bytes=-{remote_zip.TAIL_BYTES}", f"bytes={start}-{end - 1}"]
+        assert stats.statuses == [206, 206]
+        assert stats.bytes_served == tail + (end - start)
+        assert stats.bytes_served < 0.6 * len(ucf_archives["videos"])  # 2 of 5 classes
+        ucf101.download(classes)  # a rerun finds the files: nothing is transferred
+        assert server.stats(videos_path).requests == 2
+
+
+def test_ucf101_subset_dropped_midway_refetches_only_the_cut_member(server, real, ucf_archives,
+                                                                    monkeypatch):
+    classes = ucf_archives["mini"].classes[3:5]
+    members = _class_members(ucf_archives, classes)
+    start, end = _span(ucf_archives["videos"], members)
+    tail = min(remote_zip.TAIL_BYTES, len(ucf_archives["videos"]))
+    cut = 70_000  # longer than the tail response, shorter than the first member
+    assert tail < cut < len(ucf_archives["files"][members[0]])
+    # Request 1 is the tail (shorter than the cut); request 2, the run of members, is cut.
+    with serving_ucf(server, monkeypatch, "ucf-subset-drop", ucf_archives, drop_after=cut,
+                     drop_times=2) as (_, videos_path):
+        data = ucf101.dataset("real", classes=classes)  # notebook 04's call with CLASSES
+    _check_videos(data.videos_dir, ucf_archives, members)
+    stats = server.stats(videos_path)
+    run = f"bytes={start}-{end - 1}"
+    assert stats.ranges == [f"bytes=-{remote_zip.TAIL_BYTES}", run, run]  # the cut one again
+    assert stats.bytes_served == tail + cut + (end - start)
+    assert not list(data.videos_dir.glob("*.tmp*")) and not list(data.videos_dir.glob(".*"))

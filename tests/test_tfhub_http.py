@@ -135,6 +135,16 @@ def test_404_is_explained(hub_env, cache):
     assert handle in str(info.value)
 
 
+def test_busy_server_is_retried_then_reported(hub_env, cache):
+    server = hub_env["server"]
+    handle = server.add_tfhub_module("/busy503" + HANDLE_PATH, hub_env["saved"], status=503)
+    with pytest.raises(DownloadError, match="HTTP 503.*busy") as info:
+        downloads.hub_load(handle, cache, timeout=5, retries=1, progress=False)
+    assert isinstance(info.value.__cause__, urllib.error.HTTPError)
+    assert server.stats(f"/busy503{HANDLE_PATH}?tf-hub-format=compressed").requests == 2
+    assert _entries(cache) == []
+
+
 def test_drop_inside_a_file_of_the_archive(hub_env, cache):
     import tensorflow_hub as hub
 
