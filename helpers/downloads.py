@@ -684,7 +684,8 @@ def explain_hub_error(handle: str, exc: BaseException,
     manual = _hub_manual_route(handle, cache_dir, page, install)
     tiny = "or run the course with COURSE_MODE=tiny to use the generated stand-ins"
     if isinstance(exc, urllib.error.HTTPError):
-        refused = exc.url if exc.url and exc.url not in (handle, archive) else None
+        refused_url = getattr(exc, "url", None) or exc.filename  # where hub was redirected
+        refused = refused_url if refused_url and refused_url not in (handle, archive) else None
         at = f" (refused at {refused})" if refused else ""
         if exc.code == 403:
             return DownloadError(
