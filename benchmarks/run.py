@@ -35,11 +35,14 @@ os.environ.setdefault("COURSE_CACHE_DIR", str(ROOT / "build" / "bench-cache"))
 os.environ.setdefault("COURSE_DATA_DIR", str(ROOT / "build" / "bench-cache" / "data"))
 
 ROWS: list[dict] = []
+OUT = ROOT / "build" / "benchmarks"
 
 
 def record(section: str, what: str, value: float, unit: str, note: str = "") -> None:
     row = {"section": section, "what": what, "value": value, "unit": unit, "note": note}
     ROWS.append(row)
+    OUT.mkdir(parents=True, exist_ok=True)  # saved as we go: a long run stopped early keeps its rows
+    (OUT / "partial.json").write_text(json.dumps(ROWS, indent=1))
     print(f"  {section:<9} {what:<52} {_fmt(value):>10} {unit:<10} {note}", flush=True)
 
 
@@ -207,6 +210,53 @@ def _flops(compiled) -> float | None:
     return float(value) if value else None
 
 
+# ---------------------------------------------------------------------------------- extract
+
+
+def bench_extract(quick: bool) -> None:
+    """UCF101-style extraction on the mini-UCF: decoding alone, the model alone, and both
+    together through ``extract_features`` (decoding threads feed the model)."""
+    from helpers import mmv, ucf101
+    from helpers.standins import ucf101 as mini
+    from helpers.ucf101_features import extract_features
+
+    data = mini.make_mini_ucf101(num_classes=5)
+    store_dir = Path(os.environ["COURSE_CACHE_DIR"]) / "bench-store"
+    ucf101.prepare(data.videos_dir, data.splits_dir, store_dir, progress=False)
+    store = ucf101.open_store(store_dir)
+    names = store.names()[: 12 if quick else 40]
+    protocol = ucf101.MMV_PROTOCOL.replace(num_frames=16, min_resize=112, crop_size=112)
+    batch = 8
+    clips = len(names) * protocol.test_windows
+    label = f"{len(names)} videos x {protocol.test_windows} windows of 16x112x112"
+
+    zeros = np.zeros((batch, 1), np.float32)
+    for workers in (1, 2):
+        start = time.perf_counter()
+        extract_features(store, names, lambda x: zeros, "decode-only", sampling="test",
+                         protocol=protocol, cache_dir=None, batch_size=batch, workers=workers,
+                         progress=False)
+        decode_s = time.perf_counter() - start
+        record("extract", f"decode + sample only, {workers} thread(s): {label}",
+               clips / decode_s, "clips/s", f"{len(names) / decode_s:.2f} videos/s")
+
+    encoder = mmv.load_model("s3d", batch_size=batch)
+    model = lambda x: encoder(x)["vid_repr"]
+    sample = np.random.default_rng(0).uniform(size=(batch, 16, 112, 112, 3)).astype(np.float32)
+    model(sample)  # compile
+    per_batch = timed(lambda: model(sample), repeat=2, warmup=0)
+    model_s = per_batch * clips / batch
+    record("extract", "S3D-G forward only (same clips, batch 8)", clips / model_s, "clips/s")
+
+    start = time.perf_counter()
+    extract_features(store, names, model, "bench-s3d", sampling="test", protocol=protocol,
+                     cache_dir=None, batch_size=batch, progress=False)
+    both_s = time.perf_counter() - start
+    record("extract", f"end to end with S3D-G: {label}", len(names) / both_s, "videos/s",
+           f"{clips / both_s:.2f} clips/s; decode+model back to back would take "
+           f"{decode_s + model_s:.1f} s, overlapped took {both_s:.1f} s")
+
+
 # ------------------------------------------------------------------------------------ probe
 
 
@@ -214,17 +264,33 @@ def bench_probe(quick: bool) -> None:
     from helpers import probe
 
     rng = np.random.default_rng(0)
-    n_train = 9_537 if quick else 95_370  # split 1: 9,537 training videos x 10 passes
     classes = 101
-    for dim in (1024, 4096):
-        labels = np.arange(n_train) % classes
+    split1 = 95_370  # split 1: 9,537 training videos x 10 passes
+
+    def data(n, dim):
+        labels = np.arange(n) % classes
         centres = rng.standard_normal((classes, dim)).astype(np.float32)
-        features = centres[labels] + 3.0 * rng.standard_normal((n_train, dim)).astype(np.float32)
+        return centres[labels] + 3.0 * rng.standard_normal((n, dim)).astype(np.float32), labels
+
+    # Same data, liblinear's one-vs-rest in one process vs the per-class SVMs in parallel.
+    features, labels = data(9_537, 1024)
+    times = {}
+    for n_jobs in (1, -1):
+        start = time.perf_counter()
+        probe.fit(features, labels, n_jobs=n_jobs)
+        times[n_jobs] = time.perf_counter() - start
+        how = "one process" if n_jobs == 1 else f"per-class SVMs on {os.cpu_count()} processes"
+        record("probe", f"fit 9,537 x 1024, {how}", times[n_jobs], "s", f"{classes} classes")
+    record("probe", "parallel speed-up of the fit", times[1] / times[-1], "x")
+    if quick:
+        return
+    for dim in (1024, 4096):
+        features, labels = data(split1, dim)
         start = time.perf_counter()
         probe.fit(features, labels)
-        seconds = time.perf_counter() - start
-        record("probe", f"fit StandardScaler + LinearSVC(C=0.001), {n_train:,} x {dim}", seconds,
-               "s", f"{classes} classes")
+        record("probe", f"fit {split1:,} x {dim} (UCF101 split-1 size), default settings",
+               time.perf_counter() - start, "s", f"{classes} classes, random features")
+        del features
 
 
 # ----------------------------------------------------------------------------------- memory
@@ -330,6 +396,8 @@ def main(argv=None) -> int:
                         help=f"comma-separated sections ({', '.join(SECTIONS)})")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "benchmarks")
     args = parser.parse_args(argv)
+    global OUT
+    OUT = args.out
     chosen = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(chosen) - set(SECTIONS)
     if unknown:

@@ -93,3 +93,34 @@ def test_results_table_quotes_the_published_numbers():
     table = probe.results_table(rows)
     assert "S3D-G" in table and "89.6" in table and "80.0" in table and "Table 2" in table
     assert probe.PUBLISHED_TOP1 == {"s3d": 89.6, "tsm_resnet_x1": 91.5, "tsm_resnet_x2": 91.8}
+
+
+def test_parallel_one_vs_rest_gives_the_same_scores_as_liblinear_alone():
+    from helpers import probe
+
+    rng = np.random.default_rng(3)
+    labels = np.arange(600) % 6
+    features = rng.standard_normal((6, 40))[labels] + 2.0 * rng.standard_normal((600, 40))
+    alone = probe.fit(features, labels, n_jobs=1)
+    parallel = probe.fit(features, labels, n_jobs=2)
+    assert type(parallel[-1]).__name__ == "OneVsRestClassifier"
+    assert type(alone[-1]).__name__ == "LinearSVC"
+    a = probe.class_scores(alone, features)
+    b = probe.class_scores(parallel, features)
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-9)
+    assert np.abs(a).max() > 0.1  # the scores are not trivially zero
+
+
+def test_fit_goes_parallel_only_for_large_multiclass_sets(monkeypatch):
+    from helpers import probe
+
+    chosen = []
+    real = probe.make_classifier
+    monkeypatch.setattr(probe, "make_classifier",
+                        lambda C, rs, n_jobs: chosen.append(n_jobs) or real(C, rs, 1))
+    rng = np.random.default_rng(0)
+    probe.fit(rng.standard_normal((30, 4)), np.arange(30) % 3)
+    monkeypatch.setattr(probe, "PARALLEL_FROM", 100)
+    probe.fit(rng.standard_normal((30, 4)), np.arange(30) % 3)
+    probe.fit(rng.standard_normal((30, 4)), np.arange(30) % 2)
+    assert chosen == [1, -1, 1]
