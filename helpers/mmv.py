@@ -254,11 +254,22 @@ def load_model(backbone: str, checkpoint=None, batch_size: int | None = None) ->
     Raises :class:`CheckpointError` for a bad or unsafe file.
     """
     _check_backbone(backbone)
+    downloaded = False
     if checkpoint is None:
         checkpoint = checkpoint_path(backbone)
+        downloaded = resolve_mode(backbone) == "real"
     if isinstance(checkpoint, (str, os.PathLike)):
         source = str(checkpoint)
-        checkpoint = load_checkpoint(checkpoint, backbone)
+        try:
+            checkpoint = load_checkpoint(checkpoint, backbone)
+        except CheckpointError as err:
+            if not downloaded:  # a file the user named: never delete it
+                raise
+            # No size or hash is published, so a damaged download can only be caught here:
+            # drop it from the cache, so the next run downloads it again instead of failing.
+            Path(source).unlink(missing_ok=True)
+            raise type(err)(f"{err}\nThe damaged copy was deleted from the course's cache; run "
+                            f"again to download it afresh.") from err
     else:
         source = "in memory"
         if not isinstance(checkpoint, dict) or not {"params", "state"} <= set(checkpoint):

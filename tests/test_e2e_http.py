@@ -324,7 +324,19 @@ def test_mmv_truncated_copy_above_the_size_floor_fails_at_load_naming_the_file(s
             mmv.load_model("s3d")
     cached = real / "real" / "mmv" / "mmv_s3d.pkl"
     assert str(cached) in str(info.value) and "truncated" in str(info.value)
-    assert "download it again" in str(info.value)
+    assert "deleted from the course's cache" in str(info.value)
+    assert not cached.exists(), "the damaged download must not stay in the cache"
+    # Once the host serves the whole file, the next run downloads it afresh and loads it.
+    with serving_mmv(server, "mmv-whole-again", mmv_pickle["data"]):
+        assert mmv.load_model("s3d").feature_dim == 1024
+
+
+def test_a_damaged_checkpoint_named_by_the_user_is_never_deleted(tmp_path):
+    damaged = tmp_path / "mine.pkl"
+    damaged.write_bytes(b"\x80\x04not really a pickle")
+    with pytest.raises(mmv.CheckpointError):
+        mmv.load_model("s3d", damaged)
+    assert damaged.exists()
 
 
 _MMV_CHILD = "from helpers import mmv; mmv.checkpoint_path('s3d')"
