@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import math
 import warnings
 from fractions import Fraction
@@ -595,6 +596,9 @@ def _palette_frame(av, frame: np.ndarray):
 def write_video(path, frames, fps: float = 25.0) -> Path:
     """Write uint8 RGB ``frames [N, H, W, 3]`` to ``path``; the suffix picks the container.
 
+    ``frames`` may also be any iterable of ``[H, W, 3]`` frames (e.g. a generator), written as
+    they come, so a long video never has to fit in memory.
+
     ``.gif`` (palette per frame: exact for frames of <= 256 colours), ``.mp4`` (H.264, yuv420p;
     yuv444p when a side is odd), ``.avi`` (MPEG-4 Part 2), ``.webm`` (VP8). ``fps`` may be
     fractional (e.g. 29.97). The file appears atomically, complete or not at all. Returns the path.
@@ -608,11 +612,19 @@ def write_video(path, frames, fps: float = 25.0) -> Path:
     if suffix not in CONTAINERS:
         raise ValueError(f"cannot write {path.name}: unknown video suffix {suffix!r}; use one of "
                          f"{', '.join(CONTAINERS)}")
-    frames = _check_frames(np.asarray(frames))
+    if isinstance(frames, (np.ndarray, list, tuple)):
+        frames = _check_frames(np.asarray(frames))
+        first, rest = frames[0], iter(frames[1:])
+    else:
+        rest = iter(frames)
+        first = next(rest, None)
+        if first is None:
+            raise ValueError(f"cannot write {path.name}: no frames")
+        first = _check_frames(np.asarray(first)[None])[0]
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
     fmt, codec = CONTAINERS[suffix]
-    height, width = frames.shape[1:3]
+    height, width = first.shape[:2]
     rate = Fraction(fps).limit_denominator(1001)
     with atomic_path(path) as tmp:
         with av.open(str(tmp), mode="w", format=fmt) as container:
@@ -631,7 +643,11 @@ def write_video(path, frames, fps: float = 25.0) -> Path:
                 stream.pix_fmt = "yuv420p"
             if codec == "mpeg4":
                 stream.bit_rate = max(2_000_000, int(width * height * float(rate) * 2))
-            for frame in frames:
+            for index, frame in enumerate(itertools.chain([first], rest)):
+                if np.shape(frame) != first.shape or np.asarray(frame).dtype != np.uint8:
+                    raise ValueError(f"cannot write {path.name}: frame {index} has shape "
+                                     f"{np.shape(frame)} / dtype {np.asarray(frame).dtype}, "
+                                     f"expected {first.shape} uint8 like the first")
                 if codec == "gif":
                     av_frame = _palette_frame(av, frame)
                 else:

@@ -441,3 +441,17 @@ def test_load_clips_skips_and_reports_bad_files(tmp_path):
         windows, _, _ = video.load_clips(good, sampler=video.eval_windows, num_windows=2,
                                          num_frames=3, size=8)
     assert windows.shape == (2, 2, 3, 8, 8, 3)
+
+
+def test_write_video_streams_frames_from_a_generator(tmp_path):
+    frames = (np.full((16, 24, 3), 10 * i, np.uint8) for i in range(6))
+    path = video.write_video(tmp_path / "streamed.avi", frames, fps=10)
+    decoded = list(video.iter_frames(path))
+    assert len(decoded) == 6 and decoded[0].shape == (16, 24, 3)
+    assert abs(int(decoded[5].mean()) - 50) <= 3
+    bad = iter([np.zeros((16, 24, 3), np.uint8), np.zeros((8, 8, 3), np.uint8)])
+    with pytest.raises(ValueError, match="frame 1 has shape"):
+        video.write_video(tmp_path / "bad.avi", bad)
+    assert not (tmp_path / "bad.avi").exists()
+    with pytest.raises(ValueError, match="no frames"):
+        video.write_video(tmp_path / "empty.avi", iter([]))
