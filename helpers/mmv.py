@@ -74,6 +74,18 @@ RESOURCES = {
 DEFAULT_BATCH_SIZE = {"s3d": 8, "tsm_resnet_x1": 4, "tsm_resnet_x2": 2}
 
 
+def default_batch_size(backbone: str) -> int:
+    """Clips per forward pass: :data:`DEFAULT_BATCH_SIZE` on an accelerator, 1 on a CPU.
+
+    On a CPU, bigger batches are slower per clip (measured on 2 cores at 32x224x224: S3D-G
+    1.25 s/clip at batch 1 vs 1.35 at 8; TSM-ResNet50 3.1 vs 4.4), since one clip already
+    fills the cores and larger batches only spill the caches (see benchmarks/).
+    """
+    import jax
+
+    return 1 if jax.default_backend() == "cpu" else DEFAULT_BATCH_SIZE[backbone]
+
+
 class ClipError(ValueError):
     """Clips have the wrong shape, type or value range; the message says which and how to fix it."""
 
@@ -194,7 +206,7 @@ class VideoEncoder:
 
     ``clips``: ``[B, T, H, W, 3]`` float32 in [0, 1]; any T, H, W (even for S3D-G). The
     official evaluation uses 32 frames of 224x224. Clips are run ``batch_size`` at a time
-    (default :data:`DEFAULT_BATCH_SIZE`; the last batch is padded, so one compiled program
+    (default :func:`default_batch_size`; the last batch is padded, so one compiled program
     serves every batch).
     """
 
@@ -204,7 +216,7 @@ class VideoEncoder:
 
         self.backbone = _check_backbone(backbone)
         self.feature_dim = FEATURE_DIM[backbone]
-        self.batch_size = DEFAULT_BATCH_SIZE[backbone] if batch_size is None else int(batch_size)
+        self.batch_size = default_batch_size(backbone) if batch_size is None else int(batch_size)
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.source = source
@@ -250,7 +262,7 @@ def load_model(backbone: str, checkpoint=None, batch_size: int | None = None) ->
 
     ``checkpoint``: a pickle path, an already loaded ``{'params', 'state'}`` dict (from
     :func:`load_checkpoint`), or ``None`` for :func:`checkpoint_path` (download / stand-in).
-    ``batch_size``: clips per forward pass (default :data:`DEFAULT_BATCH_SIZE`).
+    ``batch_size``: clips per forward pass (default :func:`default_batch_size`).
     Raises :class:`CheckpointError` for a bad or unsafe file.
     """
     _check_backbone(backbone)

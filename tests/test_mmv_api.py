@@ -234,8 +234,14 @@ def test_space_to_depth_picture_shows_the_packed_groups():
         plots.space_to_depth(clip[:3])
 
 
-def test_batch_size_defaults_per_backbone_and_must_be_positive():
+def test_batch_size_defaults_per_device_and_must_be_positive(monkeypatch):
+    import jax
+
     tree = standin.make_checkpoint("s3d")
-    assert mmv.load_model("s3d", tree).batch_size == mmv.DEFAULT_BATCH_SIZE["s3d"]
+    assert jax.default_backend() == "cpu"  # this suite runs on CPUs
+    assert mmv.load_model("s3d", tree).batch_size == 1
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert mmv.default_batch_size("tsm_resnet_x1") == mmv.DEFAULT_BATCH_SIZE["tsm_resnet_x1"] == 4
+    assert mmv.load_model("s3d", tree, batch_size=3).batch_size == 3
     with pytest.raises(ValueError, match="at least 1"):
         mmv.load_model("s3d", tree, batch_size=0)
