@@ -1,60 +1,25 @@
-"""A few short clips for notebook 03: three Wikimedia GIFs (real mode) or generated ones (tiny mode).
+"""A few short clips for notebook 03: the MIL-NCE colab's GIFs (real mode) or generated ones (tiny).
 
-Real mode uses the GIFs of the official MIL-NCE colab (first ``num_frames`` frames, looped when
-shorter, centre square crop, bilinear resize, /255). Tiny mode draws three synthetic clips with
-numpy (a moving disc, sliding stripes, a growing ring), so that pictures of the pipeline still
-show motion without any download. Decoding here is deliberately minimal (Pillow reads GIFs);
-the course's full video pipeline is ``helpers.video``.
+Real mode reuses notebook 02's gallery (:func:`helpers.milnce.sample_videos`: the three
+Wikimedia GIFs of the official MIL-NCE colab, downloaded once into one cache) and the course's
+decoder (:func:`helpers.video.colab_clip`: first ``num_frames`` frames, centre square crop,
+bilinear resize, /255). Tiny mode draws three synthetic clips with numpy (a moving disc, sliding
+stripes, a growing ring), so that pictures of the pipeline still show motion without any
+download.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from helpers import config, downloads
-
-#: name -> path under https://upload.wikimedia.org/wikipedia/commons
-GIFS = {
-    "waterfall": "b/b0/YosriAirTerjun.gif",
-    "playing guitar": "e/e6/Guitar_solo_gif.gif",
-    "car drifting": "3/30/2009-08-16-autodrift-by-RalfR-gif-by-wau.gif",
-}
-RESOURCES = {
-    name: downloads.Resource(name=f"Wikimedia GIF '{name}'", base="wikimedia", path=path,
-                             filename=path.rsplit("/", 1)[1], browser_user_agent=True,
-                             licence="Wikimedia Commons file: see its page on commons.wikimedia.org "
-                                     "for author and licence")
-    for name, path in GIFS.items()
-}
 SYNTHETIC = ("moving disc", "sliding stripes", "growing ring")
 
 
 def resolve_mode() -> str:
     """``"real"`` (the GIFs, cached or reachable) or ``"tiny"`` (generated clips)."""
-    folder = config.cache_root() / "real" / "gifs"
-    cached = all((folder / r.filename).is_file() for r in RESOURCES.values())
-    return config.resolve("wikimedia_gifs", is_cached=cached, probe_url=config.url("wikimedia"))
+    from helpers import milnce
 
-
-def _read_gif(path, num_frames: int, size: int) -> np.ndarray:
-    from PIL import Image, ImageSequence
-
-    frames = []
-    with Image.open(path) as image:
-        for frame in ImageSequence.Iterator(image):
-            rgb = frame.convert("RGB")
-            width, height = rgb.size
-            side = min(width, height)
-            left, top = (width - side) // 2, (height - side) // 2
-            rgb = rgb.crop((left, top, left + side, top + side)).resize((size, size),
-                                                                        Image.BILINEAR)
-            frames.append(np.asarray(rgb))
-            if len(frames) == num_frames:
-                break
-    if not frames:
-        raise ValueError(f"{path}: no frames could be read")
-    index = np.arange(num_frames) % len(frames)  # loop a short GIF
-    return np.stack([frames[i] for i in index]).astype(np.float32) / 255.0
+    return milnce.gallery_mode()
 
 
 def synthetic_clip(kind: str, num_frames: int, size: int) -> np.ndarray:
@@ -83,7 +48,7 @@ def synthetic_clip(kind: str, num_frames: int, size: int) -> np.ndarray:
 def demo_clips(num_frames: int = 32, size: int = 224, mode: str | None = None):
     """Three clips ``[3, T, S, S, 3]`` float32 in [0, 1] and their names.
 
-    ``mode``: ``"real"`` downloads the Wikimedia GIFs (cached in ``<cache>/real/gifs``),
+    ``mode``: ``"real"`` downloads the Wikimedia GIFs (:func:`helpers.milnce.sample_videos`),
     ``"tiny"`` generates :data:`SYNTHETIC` clips; default :func:`resolve_mode`.
     Raises :class:`helpers.downloads.DownloadError` when a GIF cannot be fetched.
     """
@@ -91,7 +56,8 @@ def demo_clips(num_frames: int = 32, size: int = 224, mode: str | None = None):
     if mode == "tiny":
         names = list(SYNTHETIC)
         return np.stack([synthetic_clip(n, num_frames, size) for n in names]), names
-    folder = config.cache_dir("real", "gifs")
-    names = list(GIFS)
-    clips = [_read_gif(downloads.fetch(RESOURCES[n], folder), num_frames, size) for n in names]
-    return np.stack(clips), names
+    from helpers import milnce, video
+
+    samples = milnce.sample_videos("real")
+    clips = [video.colab_clip(sample.path, num_frames, size) for sample in samples]
+    return np.stack(clips), [sample.caption for sample in samples]

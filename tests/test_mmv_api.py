@@ -187,21 +187,19 @@ def test_synthetic_clips_move_and_are_in_range():
         assert np.abs(clip[-1] - clip[0]).max() > 0.3  # something moves
 
 
-def test_real_mode_clips_come_from_the_gifs(tmp_path):
+def test_real_mode_clips_come_from_the_gallery_gifs(tmp_path):
     import functools
     import http.server
     import threading
 
-    from PIL import Image
-
-    from helpers import config, mmv_clips
+    from helpers import config, milnce, mmv_clips, video
 
     served = tmp_path / "commons"
-    for name, path in mmv_clips.GIFS.items():
-        frames = [Image.fromarray(np.full((30, 40, 3), 40 * i, np.uint8)) for i in range(5)]
-        target = served / path
+    for resource, _ in milnce.COLAB_VIDEOS:
+        frames = np.stack([np.full((30, 40, 3), 40 * i, np.uint8) for i in range(5)])
+        target = served / resource.path
         target.parent.mkdir(parents=True, exist_ok=True)
-        frames[0].save(target, save_all=True, append_images=frames[1:], duration=100, loop=0)
+        video.write_video(target, frames, fps=10)
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
     handler.log_message = lambda *args: None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -212,9 +210,10 @@ def test_real_mode_clips_come_from_the_gifs(tmp_path):
     finally:
         config.set_base_url("wikimedia", None)
         server.shutdown()
-    assert names == list(mmv_clips.GIFS) and clips.shape == (3, 8, 16, 16, 3)
+    assert names == list(milnce.COLAB_QUERIES) and clips.shape == (3, 8, 16, 16, 3)
     levels = clips[0, :, 8, 8, 0] * 255
-    np.testing.assert_allclose(levels, [0, 40, 80, 120, 160, 0, 40, 80], atol=2)  # 5 frames, looped
+    # The colab's padding of a 5-frame GIF to 8 frames: each frame twice, then cut.
+    np.testing.assert_allclose(levels, [0, 0, 40, 40, 80, 80, 120, 120], atol=2)
 
 
 def test_space_to_depth_picture_shows_the_packed_groups():
