@@ -187,12 +187,15 @@ def test_synthetic_clips_move_and_are_in_range():
         assert np.abs(clip[-1] - clip[0]).max() > 0.3  # something moves
 
 
-def test_real_mode_clips_come_from_the_gallery_gifs(tmp_path):
+def test_real_mode_clips_come_from_the_gallery_gifs(tmp_path, monkeypatch):
     import functools
     import http.server
     import threading
 
     from helpers import config, milnce, mmv_clips, video
+
+    # A cache of its own: other tests may have cached different GIFs under the same names.
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache"))
 
     served = tmp_path / "commons"
     for resource, _ in milnce.COLAB_VIDEOS:
