@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -77,6 +78,8 @@ def main(argv: list[str]) -> int:
         return run(py, "-m", "tools.notebooks", "execute", "--out", str(BUILD / "notebooks"), *rest)
     if command == "test":
         py = ensure_env()
+        # A fresh cache every run, as on CI: nothing cached by an earlier run can hide a bug.
+        shutil.rmtree(BUILD / "test-cache", ignore_errors=True)
         # Tiny mode and a cache of its own: tests never touch a user's real caches.
         env = {
             "COURSE_MODE": "tiny",

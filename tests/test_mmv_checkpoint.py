@@ -254,8 +254,13 @@ def test_resolving_the_mode_does_not_touch_the_real_cache():
 
 
 @pytest.fixture
-def mmv_server(tmp_path):
-    """A local HTTP server standing in for storage.googleapis.com/deepmind-research-mmv."""
+def mmv_server(tmp_path, monkeypatch):
+    """A local HTTP server standing in for storage.googleapis.com/deepmind-research-mmv.
+
+    The test gets a cache root of its own, so what it downloads into the real cache is gone
+    afterwards and cannot meet other tests.
+    """
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache"))
     root = tmp_path / "served"
     root.mkdir()
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
