@@ -77,7 +77,7 @@ def _moving_frames(num: int, height: int, width: int, seed: int = 0) -> np.ndarr
     return np.stack([scene[:height, 4 * i:4 * i + width] for i in range(num)])
 
 
-def make_media(folder: Path, quick: bool) -> dict[str, Path]:
+def make_media(folder: Path) -> dict[str, Path]:
     from helpers import video
 
     out = {}
@@ -124,7 +124,7 @@ def opencv_colab_clip(path: Path, max_frames: int = 32, size: int = 224) -> np.n
 def bench_decode(quick: bool, workdir: Path) -> None:
     from helpers import video
 
-    media = make_media(workdir, quick)
+    media = make_media(workdir)
     repeat = 3 if quick else 5
     for kind, path in media.items():
         info = video.video_info(path)
@@ -150,13 +150,6 @@ def _bench_parallel_decoding(path: Path, quick: bool) -> None:
     video.load_clips(paths, progress=False)
     serial = len(paths) / (time.perf_counter() - start)
     record("decode", "mp4 720p clips decoded per second, one process", serial, "clips/s")
-    workers = getattr(video, "load_clips_parallel", None)
-    if workers is not None:
-        start = time.perf_counter()
-        workers(paths, progress=False)
-        parallel = len(paths) / (time.perf_counter() - start)
-        record("decode", f"mp4 720p clips decoded per second, {os.cpu_count()} workers", parallel,
-               "clips/s")
 
 
 # --------------------------------------------------------------------------------- backbone
