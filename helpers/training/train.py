@@ -1,0 +1,269 @@
+"""Train the two towers on the generated corpus with optax; evaluate on the held-out set; save.
+
+:func:`train` returns a :class:`Run` (parameters, batch-norm state, vocabulary, config, curves,
+held-out metrics); :func:`save_run` / :func:`load_run` write and read a run folder::
+
+    DIR/report.json    loss, seed, steps, seconds, chance_r1, test metrics, curves, config
+    DIR/weights.npz    every parameter and batch-norm statistic, by its Haiku path
+    DIR/vocab.txt      the vocabulary (id = line number; 0 is padding)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from helpers.training import corpus as corpus_lib
+from helpers.training.models import ModelConfig
+
+#: Bump when anything that changes a trained model changes (corpus, model, loss, loop):
+#: cached trained stand-ins of other versions are retrained.
+VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on besides the loss and the seed."""
+
+    steps: int = 300
+    batch_size: int = 32
+    learning_rate: float = 4e-3
+    weight_decay: float = 1e-4
+    warmup: int = 30
+    num_videos: int = 120
+    bag_size: int = 4
+    heldout_repeats: int = 1
+    brightness: float = 0.15      # augmentation: random gain / offset / noise per clip
+    eval_every: int = 100
+    model: ModelConfig = ModelConfig()
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["model"] = dataclasses.asdict(self.model)
+        out["model"]["channels"] = list(self.model.channels)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        data = dict(data)
+        model = dict(data.pop("model"))
+        model["channels"] = tuple(model["channels"])
+        return cls(model=ModelConfig(**model), **data)
+
+
+def vocabulary() -> list[str]:
+    """The model's words: the corpus's words plus the tiny stand-in's query words (so the
+    course's prompts tokenise); id 0 is ``<pad>``, which no sentence can produce."""
+    from helpers.standins.milnce import VOCABULARY
+
+    words = set(VOCABULARY[1:]) | corpus_lib.corpus_words()
+    return ["<pad>"] + sorted(words)
+
+
+def encode(sentences, vocab: list[str], max_words: int = 16) -> np.ndarray:
+    """Sentences -> int32 ids ``[N, max_words]``: tokenised like the graph (unknown words
+    dropped, at most ``max_words`` kept, zero-padded)."""
+    index = {word: i for i, word in enumerate(vocab)}
+    out = np.zeros((len(sentences), max_words), np.int32)
+    for row, sentence in enumerate(sentences):
+        ids = [index[w] for w in corpus_lib.tokenize(sentence) if w in index][:max_words]
+        out[row, :len(ids)] = ids
+    return out
+
+
+@dataclasses.dataclass
+class Run:
+    loss: str
+    seed: int
+    config: TrainConfig
+    params: dict
+    state: dict
+    vocab: list
+    history: dict
+    report: dict
+
+
+def _augment(rng, clips, strength):
+    """Per-clip brightness / contrast jitter and pixel noise, kept in [0, 1]."""
+    n = len(clips)
+    gain = 1.0 + rng.uniform(-strength, strength, (n, 1, 1, 1, 1)).astype(np.float32)
+    offset = rng.uniform(-strength / 2, strength / 2, (n, 1, 1, 1, 1)).astype(np.float32)
+    noise = rng.normal(0, 1, clips.shape).astype(np.float32) * \
+        rng.uniform(0, strength / 3, (n, 1, 1, 1, 1)).astype(np.float32)
+    return np.clip(clips * gain + offset + noise, 0.0, 1.0)
+
+
+def embed(params, state, cfg: ModelConfig, vocab, clips=None, sentences=None, batch=128):
+    """Inference (batch norm on stored statistics): ``{"video_embedding", "mixed_5c"}`` for
+    ``clips`` and/or ``"text_embedding"`` for ``sentences``, as numpy arrays."""
+    import jax
+
+    from helpers.training.models import make_model
+
+    _, video_fn, text_fn = make_model(cfg, len(vocab))
+    out = {}
+    if clips is not None:
+        apply = jax.jit(lambda p, s, x: video_fn.apply(p, s, None, x, False)[0])
+        parts = [apply(params, state, np.asarray(clips[i:i + batch], np.float32))
+                 for i in range(0, len(clips), batch)]
+        for key in ("video_embedding", "mixed_5c"):
+            out[key] = np.concatenate([np.asarray(p[key]) for p in parts])
+    if sentences is not None:
+        ids = encode(list(sentences), vocab, cfg.max_words)
+        out["text_embedding"] = np.asarray(jax.jit(text_fn.apply)(params, None, ids))
+    return out
+
+
+def evaluate(params, state, cfg: ModelConfig, vocab, heldout) -> dict:
+    """Held-out retrieval in both directions (R@K in percent, median rank)."""
+    from helpers import retrieval
+
+    clips, captions, _ = heldout
+    emb = embed(params, state, cfg, vocab, clips, captions)
+    sim = retrieval.similarity(emb["text_embedding"], emb["video_embedding"])
+    return retrieval.both_directions(sim)
+
+
+def train(loss: str = "milnce", seed: int = 0, config: TrainConfig = TrainConfig(),
+          corpus: corpus_lib.Corpus | None = None, heldout=None, progress: bool = False,
+          log=None) -> Run:
+    """Train both towers from scratch with ``loss`` (a key of :data:`losses.LOSSES`).
+
+    ``corpus`` / ``heldout``: reuse already built ones (default: built from ``seed``).
+    Returns a :class:`Run` whose ``report`` has the fields of ``report.json``.
+    """
+    import jax
+    import optax
+
+    from helpers.training import losses
+    from helpers.training.models import make_model
+
+    if loss not in losses.LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(losses.LOSSES)}")
+    started = time.perf_counter()
+    cfg = config.model
+    corpus = corpus or corpus_lib.build_corpus(seed, config.num_videos, config.bag_size,
+                                               cfg.frames, cfg.size)
+    heldout = heldout or corpus_lib.heldout_set(seed, config.heldout_repeats, cfg.frames,
+                                                cfg.size)
+    vocab = vocabulary()
+    narration_ids = encode(corpus.narrations, vocab, cfg.max_words)
+    bag_size = corpus.bag_size
+    both_fn, _, _ = make_model(cfg, len(vocab))
+    rng = np.random.default_rng(seed)
+    key = jax.random.PRNGKey(seed)
+    b = config.batch_size
+    params, state = both_fn.init(key, corpus.clips[:2], narration_ids[:2], True)
+    schedule = optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, config.warmup,
+                                                  max(config.steps, config.warmup + 1),
+                                                  config.learning_rate * 0.05)
+    optimizer = optax.chain(optax.clip_by_global_norm(5.0),
+                            optax.adamw(schedule, weight_decay=config.weight_decay))
+    opt_state = optimizer.init(params)
+    loss_fn = losses.LOSSES[loss]
+
+    def objective(params, state, clips, ids):
+        (video, text), state = both_fn.apply(params, state, None, clips, ids, True)
+        return loss_fn(video["video_embedding"], text), state
+
+    @jax.jit
+    def step(params, state, opt_state, clips, ids):
+        (value, state), grads = jax.value_and_grad(objective, has_aux=True)(
+            params, state, clips, ids)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), state, opt_state, value
+
+    history = {"step": [], "loss": [], "eval_step": [], "eval_t2v_r1": []}
+    order = rng.permutation(len(corpus.clips))
+    cursor = 0
+    for i in range(config.steps):
+        if cursor + b > len(order):
+            order, cursor = rng.permutation(len(corpus.clips)), 0
+        batch = order[cursor:cursor + b]
+        cursor += b
+        clips = _augment(rng, corpus.clips[batch], config.brightness)
+        ids = narration_ids[corpus.bags[batch].reshape(-1)]  # [b * K, W], bag by bag
+        params, state, opt_state, value = step(params, state, opt_state, clips, ids)
+        history["step"].append(i + 1)
+        history["loss"].append(float(value))
+        if config.eval_every and ((i + 1) % config.eval_every == 0 or i + 1 == config.steps):
+            metrics = evaluate(params, state, cfg, vocab, heldout)
+            history["eval_step"].append(i + 1)
+            history["eval_t2v_r1"].append(metrics["text_to_video"]["R@1"])
+            if log:
+                log(f"step {i + 1}: loss {float(value):.3f}, held-out t2v R@1 "
+                    f"{metrics['text_to_video']['R@1']:.1f}%")
+    metrics = evaluate(params, state, cfg, vocab, heldout)
+    seconds = time.perf_counter() - started
+    n_test = len(heldout[1])
+    report = {
+        "loss": loss, "seed": seed, "steps": config.steps, "seconds": round(seconds, 2),
+        "chance_r1": 100.0 / n_test, "num_test_clips": n_test,
+        "num_train_clips": int(len(corpus.clips)), "bag_size": bag_size,
+        "test": metrics, "version": VERSION, "config": config.to_dict(),
+        "curves": history,
+    }
+    return Run(loss, seed, config, jax.device_get(params), jax.device_get(state), vocab,
+               history, report)
+
+
+# --------------------------------------------------------------------------------------------
+# Run folders
+# --------------------------------------------------------------------------------------------
+
+def _flatten(tree: dict, prefix: str) -> dict:
+    return {f"{prefix}:{module}:{name}": np.asarray(value)
+            for module, values in tree.items() for name, value in values.items()}
+
+
+def _unflatten(arrays, prefix: str) -> dict:
+    out: dict = {}
+    for key in arrays.files:
+        kind, module, name = key.split(":")
+        if kind == prefix:
+            out.setdefault(module, {})[name] = np.asarray(arrays[key])
+    return out
+
+
+def save_run(run: Run, folder) -> Path:
+    """Write ``report.json``, ``weights.npz`` and ``vocab.txt`` into ``folder``."""
+    from helpers import atomic
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic.save_npz(folder / "weights.npz", **_flatten(run.params, "params"),
+                    **_flatten(run.state, "state"))
+    atomic.write_bytes(folder / "vocab.txt", ("\n".join(run.vocab) + "\n").encode())
+    atomic.write_bytes(folder / "report.json", (json.dumps(run.report, indent=1) + "\n").encode())
+    return folder
+
+
+class RunFolderError(ValueError):
+    """A run folder is missing a file or holds something unreadable; the message says which."""
+
+
+def load_run(folder) -> Run:
+    """Read a folder written by :func:`save_run` (raises :class:`RunFolderError`)."""
+    folder = Path(folder)
+    for name in ("report.json", "weights.npz", "vocab.txt"):
+        if not (folder / name).is_file():
+            raise RunFolderError(f"{folder / name} does not exist (is {folder} a training run "
+                                 f"folder written by `python -m helpers.training train`?)")
+    try:
+        report = json.loads((folder / "report.json").read_text())
+        config = TrainConfig.from_dict(report["config"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise RunFolderError(f"{folder / 'report.json'} is not a training report ({err})") \
+            from None
+    try:
+        with np.load(folder / "weights.npz") as arrays:
+            params, state = _unflatten(arrays, "params"), _unflatten(arrays, "state")
+    except (OSError, ValueError) as err:
+        raise RunFolderError(f"{folder / 'weights.npz'} cannot be read ({err})") from None
+    vocab = (folder / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
+    return Run(report["loss"], report["seed"], config, params, state, vocab,
+               report.get("curves", {}), report)
