@@ -70,6 +70,10 @@ BANNER_TEXT = (
     "Every number below (similarities, accuracies, recalls) is meaningless and is NOT a result "
     "of the real models. Run with internet access (or COURSE_MODE=real) for real results."
 )
+TRAINED_BANNER_TEXT = (
+    "TINY MODE: {what} is {note}. Its numbers show what that small model learnt, NOT results "
+    "of the real model. Run with internet access (or COURSE_MODE=real) for real results."
+)
 
 
 def banner(resources: dict[str, str] | None = None) -> str | None:
@@ -81,8 +85,18 @@ def banner(resources: dict[str, str] | None = None) -> str | None:
         else config.tiny_resources()
     if not tiny:
         return None
-    verb = "is a generated stand-in" if len(tiny) == 1 else "are generated stand-ins"
-    text = BANNER_TEXT.format(what=", ".join(tiny), verb=verb)
+    # A stand-in with a note of its own (a model trained here) is named with that note.
+    noted = {n: config.standin_label({n: "tiny"}) for n in tiny}
+    trained = [n for n in tiny if noted[n] and noted[n] != config.DEFAULT_STANDIN_NOTE]
+    random = [n for n in tiny if n not in trained]
+    parts = []
+    if random:
+        verb = "is a generated stand-in" if len(random) == 1 else "are generated stand-ins"
+        parts.append(BANNER_TEXT.format(what=", ".join(random), verb=verb))
+    for name in trained:
+        parts.append(TRAINED_BANNER_TEXT.format(
+            what=name, note=noted[name].removeprefix("tiny stand-in: ")))
+    text = " ".join(parts)
     try:
         from IPython import get_ipython
         from IPython.display import HTML, display

@@ -10,9 +10,9 @@ It is in TF1 Hub format; ``hub.load`` returns an object whose ``.signatures`` ar
 
 Similarity is the plain dot product ``text_embedding @ video_embedding.T``.
 
-Tiny mode (see :mod:`helpers.config`) puts a generated stand-in with the same interface
-(:mod:`helpers.standins.milnce`) into the tiny TF-Hub cache under the handle's folder, so the
-same ``hub.load(HANDLE)`` call loads it; its outputs are random.
+Tiny mode (see :mod:`helpers.config`) puts a stand-in with the same interface into the tiny
+TF-Hub cache under the handle's folder, so the same ``hub.load(HANDLE)`` call loads it: a small
+model trained here on generated clips (:mod:`helpers.training.standin`), not MIL-NCE.
 
 Command line (``python -m helpers.milnce embed --help``)::
 
@@ -195,8 +195,10 @@ def default_handle() -> str:
 def resolve_mode(handle: str | None = None) -> str:
     """``real`` or ``tiny`` for the module (``config.resolve``); tiny installs the stand-in.
 
-    In tiny mode the stand-in is built (once; a few seconds) into the tiny TF-Hub cache under
-    ``sha1(handle)``, where ``hub.load(handle)`` finds it without any network access.
+    In tiny mode the stand-in (:mod:`helpers.training.standin`: a small model trained here on
+    generated clips, not MIL-NCE) is trained once per cache (about a minute on 2 CPU cores) and
+    installed into the tiny TF-Hub cache under ``sha1(handle)``, where ``hub.load(handle)``
+    finds it without any network access.
     Also points ``TFHUB_CACHE_DIR`` at the mode's cache. ``handle``: default
     :func:`default_handle`.
     """
@@ -205,10 +207,16 @@ def resolve_mode(handle: str | None = None) -> str:
                           probe_url=handle)
     cache = config.tfhub_cache_dir(mode)
     if mode == "tiny":
-        from helpers.standins import milnce as standin
+        # The stand-in is a small model trained here (once per cache) on generated clips.
+        from helpers.training import standin
 
-        standin.ensure_in_cache(cache, handle)
+        standin.ensure_trained_in_cache(cache, handle, log=_training_log)
+        config.set_standin_note(RESOURCE, standin.NOTE)
     return mode
+
+
+def _training_log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def _looks_local(handle: str) -> bool:
@@ -585,7 +593,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Embed videos (video_embedding [N,512], mixed_5c [N,1024]) and sentences "
                     "(text_embedding [M,512]) with the notebooks' preprocessing. Unreadable "
                     "videos are skipped and listed. In tiny mode (COURSE_MODE=tiny, or "
-                    "offline) the module is a random stand-in.")
+                    "offline) the module is a small model trained here on generated "
+                    "clips, not MIL-NCE.")
     embed.add_argument("--handle", default=None,
                        help=f"TF-Hub handle or local SavedModel folder (default {HANDLE}; "
                             f"Kaggle: {KAGGLE_HANDLE})")

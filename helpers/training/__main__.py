@@ -28,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, required=True, help="run folder (created)")
     train.add_argument("--steps", type=int, default=None, help="optimiser steps")
     train.add_argument("--bag-size", type=int, default=None, help="narrations per clip (K)")
+    train.add_argument("--videos", type=int, default=None,
+                       help="narrated videos in the generated corpus")
     export = sub.add_parser("export", help="write a run as a TF-Hub module (MIL-NCE's format)")
     export.add_argument("--run", type=Path, required=True, help="a run folder from `train`")
     export.add_argument("--out", type=Path, required=True, help="module folder (created)")
@@ -55,6 +57,10 @@ def main(argv=None) -> int:
             if args.bag_size < 1:
                 return _fail(f"--bag-size must be >= 1, got {args.bag_size}")
             config = dataclasses.replace(config, bag_size=args.bag_size)
+        if args.videos is not None:
+            if args.videos < 1:
+                return _fail(f"--videos must be >= 1, got {args.videos}")
+            config = dataclasses.replace(config, num_videos=args.videos)
         if args.out.exists() and not args.out.is_dir():
             return _fail(f"--out {args.out} exists and is not a folder")
         if (args.out / "report.json").exists():

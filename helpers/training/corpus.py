@@ -156,6 +156,8 @@ def random_scene(rng, colour=None, shape=None, motion=None) -> Scene:
         size = rng.uniform(0.2, 0.33)
     # Movement: speed in short sides per second; start so that the clip stays mostly in frame.
     speed = rng.uniform(0.15, 0.5) if motion.startswith("moving") else rng.uniform(0.35, 0.9)
+    if motion == NEW_MOTION:
+        speed = rng.uniform(0.8, 1.6) * rng.choice((-1, 1))  # radians per second
     x, y = rng.uniform(-0.2, 0.2, size=2)
     background = str(rng.choice(("plain", "noisy", "gradient")))
     return Scene(colour, shape, motion, rgb, float(size), float(x), float(y), float(speed),
@@ -183,7 +185,8 @@ def _state(scene: Scene, t: np.ndarray, duration: float):
         size = scene.size * np.exp(scene.speed * t)
     elif scene.motion == "shrinking":
         size = scene.size * np.exp(-scene.speed * t)
-    return x, y, size
+    angle = scene.speed * t if scene.motion == NEW_MOTION else np.zeros_like(t)
+    return x, y, size, angle
 
 
 def render_clip(scene: Scene, times, height: int, width: int, duration: float,
@@ -199,9 +202,13 @@ def render_clip(scene: Scene, times, height: int, width: int, duration: float,
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     xx = (xx + 0.5 - width / 2.0) / short
     yy = (yy + 0.5 - height / 2.0) / short
-    cx, cy, size = _state(scene, times, duration)
+    cx, cy, size, angle = _state(scene, times, duration)
     dx = xx[None] - cx[:, None, None].astype(np.float32)
     dy = yy[None] - cy[:, None, None].astype(np.float32)
+    if scene.motion == NEW_MOTION:  # rotate the frame's coordinates about the object
+        cos = np.cos(angle)[:, None, None].astype(np.float32)
+        sin = np.sin(angle)[:, None, None].astype(np.float32)
+        dx, dy = cos * dx + sin * dy, -sin * dx + cos * dy
     r = size[:, None, None].astype(np.float32)
     if scene.shape == "circle":
         signed = np.sqrt(dx * dx + dy * dy) - r

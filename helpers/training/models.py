@@ -38,6 +38,7 @@ class ModelConfig:
     max_words: int = 16
     bn_decay: float = 0.9
     bn_eps: float = 1e-3
+    word_init: float = 1.0       # std of the initial word vectors
 
 
 class SelfGating(hk.Module):
@@ -145,9 +146,8 @@ class TextTower(hk.Module):
         self.cfg, self.vocab_size = cfg, vocab_size
 
     def __call__(self, ids):
-        # Small initial word vectors: words never seen in training stay near the padding's.
         table = hk.get_parameter("word_embedding", [self.vocab_size, self.cfg.word_dim],
-                                 init=hk.initializers.RandomNormal(0.1))
+                                 init=hk.initializers.RandomNormal(self.cfg.word_init))
         words = jnp.take(table, ids, axis=0)
         hidden = jax.nn.relu(hk.Linear(self.cfg.text_hidden, name="hidden")(words))
         pooled = hidden.max(axis=1)  # over word positions, padding included (as MIL-NCE)

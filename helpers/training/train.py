@@ -11,6 +11,7 @@ held-out metrics); :func:`save_run` / :func:`load_run` write and read a run fold
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from pathlib import Path
@@ -97,24 +98,30 @@ def _augment(rng, clips, strength):
     return np.clip(clips * gain + offset + noise, 0.0, 1.0)
 
 
-def embed(params, state, cfg: ModelConfig, vocab, clips=None, sentences=None, batch=128):
-    """Inference (batch norm on stored statistics): ``{"video_embedding", "mixed_5c"}`` for
-    ``clips`` and/or ``"text_embedding"`` for ``sentences``, as numpy arrays."""
+@functools.lru_cache(maxsize=16)
+def _embedders(cfg: ModelConfig, vocab_size: int):
     import jax
 
     from helpers.training.models import make_model
 
-    _, video_fn, text_fn = make_model(cfg, len(vocab))
+    _, video_fn, text_fn = make_model(cfg, vocab_size)
+    video = jax.jit(lambda p, s, x: video_fn.apply(p, s, None, x, False)[0])
+    return video, jax.jit(text_fn.apply)
+
+
+def embed(params, state, cfg: ModelConfig, vocab, clips=None, sentences=None, batch=128):
+    """Inference (batch norm on stored statistics): ``{"video_embedding", "mixed_5c"}`` for
+    ``clips`` and/or ``"text_embedding"`` for ``sentences``, as numpy arrays."""
+    video, text = _embedders(cfg, len(vocab))
     out = {}
     if clips is not None:
-        apply = jax.jit(lambda p, s, x: video_fn.apply(p, s, None, x, False)[0])
-        parts = [apply(params, state, np.asarray(clips[i:i + batch], np.float32))
+        parts = [video(params, state, np.asarray(clips[i:i + batch], np.float32))
                  for i in range(0, len(clips), batch)]
         for key in ("video_embedding", "mixed_5c"):
             out[key] = np.concatenate([np.asarray(p[key]) for p in parts])
     if sentences is not None:
         ids = encode(list(sentences), vocab, cfg.max_words)
-        out["text_embedding"] = np.asarray(jax.jit(text_fn.apply)(params, None, ids))
+        out["text_embedding"] = np.asarray(text(params, None, ids))
     return out
 
 
@@ -128,42 +135,22 @@ def evaluate(params, state, cfg: ModelConfig, vocab, heldout) -> dict:
     return retrieval.both_directions(sim)
 
 
-def train(loss: str = "milnce", seed: int = 0, config: TrainConfig = TrainConfig(),
-          corpus: corpus_lib.Corpus | None = None, heldout=None, progress: bool = False,
-          log=None) -> Run:
-    """Train both towers from scratch with ``loss`` (a key of :data:`losses.LOSSES`).
-
-    ``corpus`` / ``heldout``: reuse already built ones (default: built from ``seed``).
-    Returns a :class:`Run` whose ``report`` has the fields of ``report.json``.
-    """
+@functools.lru_cache(maxsize=16)
+def _compiled(loss: str, config: TrainConfig, vocab_size: int):
+    """``(init, optimizer, step)`` for one loss and config, compiled once per process (runs
+    with other seeds reuse the compiled step)."""
     import jax
     import optax
 
     from helpers.training import losses
     from helpers.training.models import make_model
 
-    if loss not in losses.LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(losses.LOSSES)}")
-    started = time.perf_counter()
-    cfg = config.model
-    corpus = corpus or corpus_lib.build_corpus(seed, config.num_videos, config.bag_size,
-                                               cfg.frames, cfg.size)
-    heldout = heldout or corpus_lib.heldout_set(seed, config.heldout_repeats, cfg.frames,
-                                                cfg.size)
-    vocab = vocabulary()
-    narration_ids = encode(corpus.narrations, vocab, cfg.max_words)
-    bag_size = corpus.bag_size
-    both_fn, _, _ = make_model(cfg, len(vocab))
-    rng = np.random.default_rng(seed)
-    key = jax.random.PRNGKey(seed)
-    b = config.batch_size
-    params, state = both_fn.init(key, corpus.clips[:2], narration_ids[:2], True)
+    both_fn, _, _ = make_model(config.model, vocab_size)
     schedule = optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, config.warmup,
                                                   max(config.steps, config.warmup + 1),
                                                   config.learning_rate * 0.05)
     optimizer = optax.chain(optax.clip_by_global_norm(5.0),
                             optax.adamw(schedule, weight_decay=config.weight_decay))
-    opt_state = optimizer.init(params)
     loss_fn = losses.LOSSES[loss]
 
     def objective(params, state, clips, ids):
@@ -176,6 +163,38 @@ def train(loss: str = "milnce", seed: int = 0, config: TrainConfig = TrainConfig
             params, state, clips, ids)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), state, opt_state, value
+
+    return both_fn.init, optimizer, step
+
+
+def train(loss: str = "milnce", seed: int = 0, config: TrainConfig = TrainConfig(),
+          corpus: corpus_lib.Corpus | None = None, heldout=None, progress: bool = False,
+          log=None) -> Run:
+    """Train both towers from scratch with ``loss`` (a key of :data:`losses.LOSSES`).
+
+    ``corpus`` / ``heldout``: reuse already built ones (default: built from ``seed``).
+    Returns a :class:`Run` whose ``report`` has the fields of ``report.json``.
+    """
+    import jax
+
+    from helpers.training import losses
+
+    if loss not in losses.LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(losses.LOSSES)}")
+    started = time.perf_counter()
+    cfg = config.model
+    corpus = corpus or corpus_lib.build_corpus(seed, config.num_videos, config.bag_size,
+                                               cfg.frames, cfg.size)
+    heldout = heldout or corpus_lib.heldout_set(seed, config.heldout_repeats, cfg.frames,
+                                                cfg.size)
+    vocab = vocabulary()
+    narration_ids = encode(corpus.narrations, vocab, cfg.max_words)
+    bag_size = corpus.bag_size
+    rng = np.random.default_rng(seed)
+    b = config.batch_size
+    init, optimizer, step = _compiled(loss, config, len(vocab))
+    params, state = init(jax.random.PRNGKey(seed), corpus.clips[:2], narration_ids[:2], True)
+    opt_state = optimizer.init(params)
 
     history = {"step": [], "loss": [], "eval_step": [], "eval_t2v_r1": []}
     order = rng.permutation(len(corpus.clips))
