@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.training.models import ModelConfig, same_padding
+from helpers.training.settings import ModelConfig, same_padding
 
 #: Marker written next to the module: which run it came from.
 MARKER = "course_trained.json"
@@ -51,13 +51,18 @@ def weights_for_export(run) -> tuple[dict, dict]:
     return trainable, stats
 
 
-def _batch_norm(tf, x, var, name, cfg: ModelConfig, train: bool):
+def _batch_norm(tf, x, var, name, cfg: ModelConfig, train: bool, axes=(0, 1, 2, 3)):
     scale, offset = var[f"{name}/scale"], var[f"{name}/offset"]
     if train:
-        mean, variance = tf.nn.moments(x, axes=[0, 1, 2, 3])
+        mean, variance = tf.nn.moments(x, axes=list(axes))
     else:
         mean, variance = var[f"{name}/moving_mean"], var[f"{name}/moving_variance"]
     return (x - mean) * tf.math.rsqrt(variance + cfg.bn_eps) * scale + offset
+
+
+def _scaled_unit(tf, x, cfg: ModelConfig):
+    return x * (cfg.embedding_norm * tf.math.rsqrt(
+        tf.maximum(tf.reduce_sum(x * x, axis=-1, keepdims=True), 1e-12)))
 
 
 def _gating(tf, x, var, name):
@@ -115,7 +120,8 @@ def video_graph(tf, images, var, cfg: ModelConfig, train: bool):
     x = tf.nn.relu(_batch_norm(tf, x, var, "video/mixed_5c_bn/bn", cfg, train))
     x = _gating(tf, x, var, "video/mixed_5c_gating/gate")
     mixed_5c = tf.reduce_mean(x, axis=[1, 2, 3])
-    embedding = tf.matmul(mixed_5c, var["video/embedding/w"]) + var["video/embedding/b"]
+    embedding = _scaled_unit(tf, tf.matmul(mixed_5c, var["video/embedding/w"])
+                             + var["video/embedding/b"], cfg)
     return {"video_embedding": tf.identity(embedding, name="video_embedding"),
             "mixed_5c": tf.identity(mixed_5c, name="mixed_5c")}
 
@@ -132,7 +138,8 @@ def text_graph(tf, words, table, var, cfg: ModelConfig):
     hidden = tf.nn.relu(tf.einsum("bwe,eh->bwh", embedded, var["text/hidden/w"])
                         + var["text/hidden/b"])
     pooled = tf.reduce_max(hidden, axis=1)
-    embedding = tf.matmul(pooled, var["text/embedding/w"]) + var["text/embedding/b"]
+    embedding = _scaled_unit(tf, tf.matmul(pooled, var["text/embedding/w"])
+                             + var["text/embedding/b"], cfg)
     return {"text_embedding": tf.identity(embedding, name="text_embedding")}
 
 

@@ -2,7 +2,7 @@
 
 ``video``: ``[B, D]`` clip embeddings; ``text``: ``[B * K, D]`` narration embeddings, clip
 ``i``'s bag at rows ``i * K ... i * K + K - 1``, its time-aligned narration first. Scores are
-plain dot products (no temperature, no normalisation), as in MIL-NCE.
+plain dot products (no temperature inside the loss), as in MIL-NCE.
 
 * :func:`milnce`: MIL-NCE (Miech et al., CVPR 2020). For clip ``i`` the positives are its
   bag, the negatives every other clip's narrations against clip ``i`` *and* clip ``i``'s

@@ -5,40 +5,26 @@ block is a *separable* 3D convolution: a spatial ``1 x k x k`` convolution follo
 ``k x 1 x 1`` one (each with batch norm and ReLU), and S3D-G adds *self-gating*: the channels
 of a block are multiplied by ``sigmoid(W mean(x) + b)``, a weight per channel computed from the
 block's own global average. Three such blocks, a pointwise convolution to 1024 channels (the
-block called ``mixed_5c`` in S3D), global average pooling (the 1024-d ``mixed_5c`` feature) and a
-Linear layer to the 512-d ``video_embedding``.
+block called ``mixed_5c`` in S3D), global average pooling (the 1024-d ``mixed_5c`` feature) and a Linear layer
+to the 512-d ``video_embedding``.
 
 Text (:class:`TextTower`): word ids ``[B, MAX_WORDS]`` (0 = padding) -> word embeddings ->
 Linear + ReLU -> max-pool over the word positions (padding included, as in MIL-NCE) -> Linear to
 the 512-d ``text_embedding``.
+
+Both towers end by scaling their output to a fixed length (:func:`scaled_unit`), so the plain
+dot product of the two is a cosine over a fixed temperature (``1 / embedding_norm**2``).
 
 Similarity is the plain dot product, as in MIL-NCE.
 """
 
 from __future__ import annotations
 
-import dataclasses
-
 import haiku as hk
 import jax
 import jax.numpy as jnp
 
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """Sizes of both towers (and the video input the tower is trained at)."""
-
-    frames: int = 8               # T of the model's input
-    size: int = 32                # S: frames are S x S
-    channels: tuple = (16, 32, 64)
-    mixed_5c: int = 1024
-    embedding: int = 512
-    word_dim: int = 64
-    text_hidden: int = 256
-    max_words: int = 16
-    bn_decay: float = 0.9
-    bn_eps: float = 1e-3
-    word_init: float = 1.0       # std of the initial word vectors
+from helpers.training.settings import ModelConfig, same_padding  # noqa: F401  (re-exported)
 
 
 class SelfGating(hk.Module):
@@ -47,13 +33,6 @@ class SelfGating(hk.Module):
     def __call__(self, x):
         weights = jax.nn.sigmoid(hk.Linear(x.shape[-1], name="gate")(x.mean(axis=(1, 2, 3))))
         return x * weights[:, None, None, None, :]
-
-
-def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """TensorFlow's SAME padding (before, after) of one axis: output ``ceil(size / stride)``."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
 
 
 class BNReLU(hk.Module):
@@ -134,7 +113,8 @@ class VideoTower(hk.Module):
         x = BNReLU(self.cfg, name="mixed_5c_bn")(x, is_training)
         x = SelfGating(name="mixed_5c_gating")(x)
         mixed_5c = x.mean(axis=(1, 2, 3))
-        embedding = hk.Linear(self.cfg.embedding, name="embedding")(mixed_5c)
+        embedding = scaled_unit(hk.Linear(self.cfg.embedding, name="embedding")(mixed_5c),
+                                self.cfg.embedding_norm)
         return {"mixed_5c": mixed_5c, "video_embedding": embedding}
 
 
@@ -151,7 +131,16 @@ class TextTower(hk.Module):
         words = jnp.take(table, ids, axis=0)
         hidden = jax.nn.relu(hk.Linear(self.cfg.text_hidden, name="hidden")(words))
         pooled = hidden.max(axis=1)  # over word positions, padding included (as MIL-NCE)
-        return hk.Linear(self.cfg.embedding, name="embedding")(pooled)
+        return scaled_unit(hk.Linear(self.cfg.embedding, name="embedding")(pooled),
+                           self.cfg.embedding_norm)
+
+
+def scaled_unit(x, norm: float):
+    """``x`` rescaled to length ``norm`` (the towers' last step: dot products of two outputs
+    are then cosines times ``norm**2``, a fixed temperature; without it the scores start
+    almost equal and training stalls for hundreds of steps)."""
+    return x * (norm * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True),
+                                                 1e-12)))
 
 
 def make_model(cfg: ModelConfig, vocab_size: int):

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from helpers.training import corpus as corpus_lib
-from helpers.training.models import ModelConfig
+from helpers.training.settings import ModelConfig
 
 #: Bump when anything that changes a trained model changes (corpus, model, loss, loop):
 #: cached trained stand-ins of other versions are retrained.
@@ -32,7 +32,7 @@ class TrainConfig:
 
     steps: int = 300
     batch_size: int = 32
-    learning_rate: float = 4e-3
+    learning_rate: float = 2e-3
     weight_decay: float = 1e-4
     warmup: int = 30
     num_videos: int = 120
