@@ -251,6 +251,8 @@ def test_cli_train_and_export_write_a_report_and_a_loadable_module(tmp_path, cap
 @pytest.mark.parametrize("args, message", [
     (["export", "--run", "/nonexistent/run", "--out", "x"], "is not a folder"),
     (["train", "--out", "x", "--steps", "0"], "--steps must be >= 1"),
+    (["train", "--out", "x", "--loss", "hinge"], "invalid choice"),
+    (["export", "--run", "x"], "--out"),
 ])
 def test_cli_errors_are_one_line_and_exit_2(args, message, tmp_path):
     result = subprocess.run([sys.executable, "-m", "helpers.training", *args], cwd=tmp_path,

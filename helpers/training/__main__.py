@@ -15,10 +15,17 @@ import sys
 from pathlib import Path
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit code 2), like every error here."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
     from helpers.training.losses import LOSSES
 
-    parser = argparse.ArgumentParser(prog="python -m helpers.training",
+    parser = _OneLineParser(prog="python -m helpers.training",
                                      description="Train with MIL-NCE (or a baseline loss) on "
                                                  "generated narrated clips; export to TF-Hub.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -43,7 +50,6 @@ def _fail(message: str) -> int:
 
 def main(argv=None) -> int:
     parser = _parser()
-    # argparse's own errors are already one line plus usage, exit 2.
     args = parser.parse_args(argv)
     if args.command == "train":
         from helpers.training import train as train_lib
