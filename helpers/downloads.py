@@ -253,9 +253,27 @@ def download(
 
     Unknown sizes: without ``size`` and without a ``Content-Length`` a cut connection cannot be
     told from the end of the file; every host the course uses sends ``Content-Length``.
+    Concurrent calls for the same ``dest`` (other processes or threads) take turns under the
+    per-file lock ``<dest>.lock`` (:func:`helpers.atomic.locked`): the second waits, then
+    finds the finished file.
     Raises :class:`DownloadError` (naming the URL, the problem and what to do).
     """
+    from helpers import atomic
+
     dest = Path(dest)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(atomic.locked(dest))
+        except OSError as err:  # the folder cannot be made or written: say so, with the fix
+            raise _disk_error(url, dest.with_name(dest.name + ".lock"), err) from None
+        return _download_locked(url, dest, size=size, sha256=sha256, headers=headers,
+                                timeout=timeout, retries=retries, progress=progress,
+                                description=description)
+
+
+def _download_locked(url: str, dest: Path, *, size, sha256, headers, timeout, retries, progress,
+                     description) -> Path:
+    """:func:`download`'s body, run while holding ``dest``'s lock."""
     if dest.exists():
         try:
             _check_file(url, dest, size, sha256)

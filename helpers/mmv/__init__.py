@@ -246,7 +246,25 @@ class VideoEncoder:
             out, _ = self._apply(self.params, self.state, batch)
             pieces.append(jax.tree_util.tree_map(np.asarray, out))
         joined = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs)[:total], *pieces)
+        for key in ("vid_repr", "va", "vat"):
+            if not np.isfinite(joined[key]).all():
+                self._raise_non_finite(key, joined[key])
         return joined
+
+    def _raise_non_finite(self, key: str, value: np.ndarray):
+        """The clips were checked finite, so the weights are to blame: say which arrays."""
+        from helpers.checks import NonFiniteError
+
+        bad = [f"{module}/{name}" for collection in (self.params, self.state)
+               for module, arrays in collection.items() for name, array in arrays.items()
+               if not np.isfinite(np.asarray(array)).all()]
+        rows = np.flatnonzero(~np.isfinite(value).reshape(len(value), -1).all(axis=1))
+        where = (f"the weights hold NaN or infinite values in {len(bad)} arrays (first: "
+                 f"{', '.join(bad[:3])})" if bad else "the weights are finite, so the "
+                 "computation overflowed")
+        raise NonFiniteError(f"{self.source}: MMV {DISPLAY_NAME[self.backbone]} output {key!r} "
+                             f"is not finite for clips {rows[:5].tolist()}; the clips are "
+                             f"finite, {where}")
 
     def __call__(self, clips) -> dict:
         out = self.forward(clips)
@@ -295,28 +313,55 @@ def load_model(backbone: str, checkpoint=None, batch_size: int | None = None) ->
 # --------------------------------------------------------------------------- command line
 
 
+def checkpoint_provenance(backbone: str, checkpoint=None) -> dict:
+    """What the weights are: ``{"origin", "file", "sha256"}`` for reports and cache keys.
+
+    ``origin``: ``official`` (the downloaded checkpoint), ``stand-in`` (the course's generated
+    checkpoint, found by its digest or its place in the tiny cache) or ``user file``.
+    ``checkpoint``: a path, or ``None`` for :func:`checkpoint_path` (which downloads or builds
+    it). The digest is the file's SHA-256 (remembered by size and mtime, see
+    :func:`helpers.checks.file_digest`).
+    """
+    from helpers import checks
+
+    if checkpoint is None:
+        mode = resolve_mode(backbone)
+        path = checkpoint_path(backbone, mode)
+        origin = "official" if mode == "real" else "stand-in"
+    else:
+        path = Path(checkpoint)
+        origin = "user file"
+    digest = checks.file_digest(path)
+    if origin == "user file":
+        from helpers.standins import mmv as standin
+
+        tiny_root = (config.cache_root() / "tiny" / "mmv").resolve()
+        if tiny_root in path.resolve().parents:
+            origin = "stand-in"
+        else:
+            known = config.cache_root() / "tiny" / "mmv" / f"{standin.RULE}-seed{standin.DEFAULT_SEED}" \
+                / f"mmv_{backbone}.pkl"
+            if known.is_file() and checks.file_digest(known) == digest:
+                origin = "stand-in"
+    return {"origin": origin, "file": str(path), "sha256": digest}
+
+
 def _embed(args) -> int:
-    clips_path = Path(args.clips)
-    if not clips_path.is_file():
-        raise ClipError(f"{clips_path}: no such file")
-    try:
-        clips = np.load(clips_path, allow_pickle=False)
-    except ValueError as err:
-        raise ClipError(f"{clips_path}: not a plain .npy array ({err})") from None
-    if not isinstance(clips, np.ndarray):
-        raise ClipError(f"{clips_path}: expected one .npy array, found a {type(clips).__name__} "
-                        "(an .npz archive?)")
-    clips = check_clips(clips, args.backbone, what=str(clips_path))
+    from helpers import checks
+
+    clips = checks.load_npy(args.clips)
+    clips = check_clips(clips, args.backbone, what=str(args.clips))
+    weights = checkpoint_provenance(args.backbone, args.checkpoint)
+    checkpoint = Path(weights["file"])
     if args.checkpoint:
-        checkpoint = Path(args.checkpoint)
-        print(f"checkpoint: {checkpoint}", file=sys.stderr)
+        print(f"checkpoint: {checkpoint} ({weights['origin']}, sha256 {weights['sha256'][:12]})",
+              file=sys.stderr)
     else:
         mode = resolve_mode(args.backbone)
-        checkpoint = checkpoint_path(args.backbone, mode)
         print(f"checkpoint: {checkpoint} ({mode})", file=sys.stderr)
-        if mode == "tiny":
-            print("WARNING: tiny mode: a generated stand-in with RANDOM weights; the embeddings "
-                  "mean nothing.", file=sys.stderr)
+    if weights["origin"] == "stand-in":
+        print("WARNING: tiny mode: a generated stand-in with RANDOM weights; the embeddings "
+              "mean nothing.", file=sys.stderr)
     encoder = load_model(args.backbone, checkpoint, batch_size=args.batch_size)
     out = encoder(clips)
 
@@ -329,28 +374,22 @@ def _embed(args) -> int:
 
 
 def main(argv=None) -> int:
-    """``python -m helpers.mmv embed ...``; returns the exit status (2: bad input, 1: download)."""
+    """``python -m helpers.mmv embed ...``; exit status 2 for any bad input (one line)."""
+    from helpers import cli
+
     parser = argparse.ArgumentParser(prog="python -m helpers.mmv", description=(
         "Embed RGB clips with an MMV video model (vid_repr, va, vat). " + LICENCE))
     sub = parser.add_subparsers(dest="command", required=True)
     embed = sub.add_parser("embed", help="embed clips from a .npy file into a .npz file")
     embed.add_argument("--backbone", required=True, choices=BACKBONES)
-    embed.add_argument("--checkpoint", help="checkpoint pickle (default: download the official "
+    embed.add_argument("--checkpoint", type=cli.input_file,
+                       help="checkpoint pickle (default: download the official "
                        "one, or generate the stand-in in tiny mode)")
-    embed.add_argument("--clips", required=True,
+    embed.add_argument("--clips", required=True, type=cli.input_file,
                        help=".npy file of clips [B, T, H, W, 3] float32 in [0, 1]")
-    embed.add_argument("--out", required=True, help="output .npz (vid_repr, va, vat)")
-    embed.add_argument("--batch-size", type=int, default=None,
+    embed.add_argument("--out", required=True, type=cli.suffixed(cli.output_file, ".npz"),
+                       help="output .npz (vid_repr, va, vat)")
+    embed.add_argument("--batch-size", type=cli.positive_int, default=None,
                        help="clips per forward pass (default: s3d 8, tsm_resnet_x1 4, x2 2)")
     args = parser.parse_args(argv)
-    if args.batch_size is not None and args.batch_size < 1:
-        parser.error("--batch-size must be at least 1")
-    try:
-        return _embed(args)
-    except (ClipError, CheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except downloads.DownloadError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-
+    return cli.run(lambda: _embed(args))

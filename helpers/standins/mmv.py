@@ -184,10 +184,12 @@ def tiny_checkpoint(backbone: str, seed: int = DEFAULT_SEED) -> Path:
     if backbone not in BACKBONES:
         raise ValueError(f"unknown MMV backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
     path = config.cache_dir("tiny", "mmv", f"{RULE}-seed{seed}") / f"mmv_{backbone}.pkl"
-    if not path.exists():
-        tree = make_checkpoint(backbone, seed)
-        write_checkpoint(tree, path, container="flatmapping", numpy1_names=True,
-                         extra_top_level={"standin": f"random weights, rule {RULE}, seed {seed}"})
+    with atomic.locked(path):  # a second process waits for the first one's file
+        if not path.exists():
+            tree = make_checkpoint(backbone, seed)
+            write_checkpoint(tree, path, container="flatmapping", numpy1_names=True,
+                             extra_top_level={"standin": f"random weights, rule {RULE}, "
+                                                         f"seed {seed}"})
     return path
 
 
