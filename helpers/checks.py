@@ -24,6 +24,10 @@ from pathlib import Path
 import numpy as np
 
 
+#: How a missing path is described (the words of ``FileNotFoundError``, kept short).
+NOT_FOUND = "not found (no such file or folder)"
+
+
 class CheckError(ValueError):
     """An input or a result is unusable; the message names where it came from and the problem."""
 
@@ -115,7 +119,7 @@ def input_file_problem(path, *, folder: bool = False) -> str | None:
         if err.errno == errno.ENOTDIR:
             return "not found (a part of the path is a file, not a folder)"
         if err.errno == errno.ENOENT:
-            return "not found"
+            return NOT_FOUND
         return err.strerror or str(err)
     mode = info.st_mode
     if folder:
@@ -160,7 +164,7 @@ def load_npy(path, what: str | None = None) -> np.ndarray:
     with open(path, "rb") as handle:
         head = handle.read(6)
         if head[:4] == b"PK\x03\x04":
-            raise CheckError(f"{path}: an .npz archive, not one .npy array")
+            raise CheckError(f"{path}: expected one .npy array, found an .npz archive")
         if head != b"\x93NUMPY":
             raise CheckError(f"{path}: not a .npy file (no numpy magic at the start)")
         handle.seek(0)
@@ -173,7 +177,8 @@ def load_npy(path, what: str | None = None) -> np.ndarray:
             raise CheckError(f"{path}: damaged .npy header ({str(err).splitlines()[0]})") from None
         data_start = handle.tell()
     if dtype.hasobject:
-        raise CheckError(f"{path}: holds Python objects (a pickle); only plain arrays are read")
+        raise CheckError(f"{path}: not a plain .npy array (it holds Python objects, a pickle; "
+                         "only plain arrays are read)")
     claimed = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize if shape else dtype.itemsize
     held = size - data_start
     if claimed > held:

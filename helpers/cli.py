@@ -34,6 +34,27 @@ class CLIError(Exception):
     """A problem the command line reports in one line (path and problem) with status 2."""
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose errors are one line: ``<prog>: error: <problem>``
+    (the usage is one ``--help`` away), exit status 2. Sub-parsers inherit the class."""
+
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def main(parser: argparse.ArgumentParser, body: Callable, argv=None, *, also: tuple = ()) -> int:
+    """Parse ``argv`` with ``parser``, then :func:`run` ``body(args)``; always return the status.
+
+    A parse error or ``--help`` returns argparse's status (2 or 0) instead of raising
+    ``SystemExit``, so calling a command's ``main`` from Python behaves like running it.
+    """
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else EXIT_BAD_INPUT
+    return run(lambda: body(args), also=also)
+
+
 # --- argparse types ----------------------------------------------------------------------------
 
 def positive_int(text: str) -> int:

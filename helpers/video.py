@@ -88,11 +88,11 @@ def _av():
 def _open(path):
     """Open ``path`` for reading; return (container, video stream). Raises VideoError."""
     av = _av()
-    from helpers.checks import input_file_problem
+    from helpers.checks import NOT_FOUND, input_file_problem
 
     path = Path(path)
     problem = input_file_problem(path)
-    if problem == "not found":
+    if problem == NOT_FOUND:
         raise VideoError(path, "file not found")
     if problem == "a folder, not a file":
         raise VideoError(path, "is a folder, not a video file")

@@ -65,7 +65,9 @@ def real(tmp_path, monkeypatch):
 
 
 def _entries(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+    """What a cache folder holds, less the (empty) per-file lock files of helpers.atomic.locked."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".lock")) \
+        if folder.exists() else []
 
 
 # ------------------------------------------------------------------------------------------

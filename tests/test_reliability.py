@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import atomic, checks, cli, config, milnce, mmv, retrieval, ucf101, video
+from helpers import atomic, checks, cli, milnce, mmv, retrieval, ucf101, video
 from helpers.standins import mmv as mmv_standin
 from helpers.standins.ucf101 import write_avi
 from helpers.ucf101 import features, store as store_mod
@@ -169,10 +169,8 @@ def no_model(monkeypatch):
     ("--frames", "0"), ("--frames", "-1"),
 ])
 def test_milnce_cli_refuses_bad_numbers_before_loading(tmp_path, no_model, capsys, flag, value):
-    with pytest.raises(SystemExit) as info:
-        milnce.main(["embed", "--text", "a dog", "--out", str(tmp_path / "e.npz"),
-                     "--sampling", "windows", flag, value])
-    assert info.value.code == 2
+    assert milnce.main(["embed", "--text", "a dog", "--out", str(tmp_path / "e.npz"),
+                        "--sampling", "windows", flag, value]) == 2
     assert flag in _error_line(capsys)
 
 
@@ -190,11 +188,8 @@ def test_mmv_cli_refuses_empty_or_absurd_npy(tmp_path, no_model, capsys, content
                          "shape": (1024, 32, 224, 224 * 1000, 3)})
     else:
         path.write_bytes(content)
-    try:
-        code = mmv.main(["embed", "--backbone", "s3d", "--clips", str(path), "--out",
-                         str(tmp_path / "e.npz")])
-    except SystemExit as exit_:  # argparse's own check of the file
-        code = exit_.code
+    code = mmv.main(["embed", "--backbone", "s3d", "--clips", str(path), "--out",
+                     str(tmp_path / "e.npz")])
     assert code == 2
     line = _error_line(capsys)
     assert str(path) in line and words in line
@@ -235,9 +230,7 @@ def test_out_that_is_a_folder_or_unwritable_is_refused_at_parse_time(tmp_path, n
     blocker = tmp_path / "file"
     blocker.write_text("x")
     for out, words in ((folder, "is a folder"), (blocker / "e.npz", "cannot be created")):
-        with pytest.raises(SystemExit) as info:
-            milnce.main(["embed", "--text", "a dog", "--out", str(out)])
-        assert info.value.code == 2
+        assert milnce.main(["embed", "--text", "a dog", "--out", str(out)]) == 2
         line = _error_line(capsys)
         assert str(out) in line and words in line
 
@@ -265,9 +258,7 @@ def test_evaluate_report_unwritable_is_refused_before_the_evaluation(tmp_path, m
     blocker = tmp_path / "file"
     blocker.write_text("x")
     for flag, value in (("--report", blocker / "r.json"), ("--cache", blocker / "cache")):
-        with pytest.raises(SystemExit) as info:
-            ucf101.main(["evaluate", "--store", str(tiny_store.root), flag, str(value)])
-        assert info.value.code == 2
+        assert ucf101.main(["evaluate", "--store", str(tiny_store.root), flag, str(value)]) == 2
         assert str(value) in _error_line(capsys)
 
 
@@ -483,47 +474,95 @@ def test_a_stand_in_passed_as_checkpoint_is_labelled_as_one(tmp_path, monkeypatc
 # Item 4: one lock for every cached artefact (a second process waits)
 # ------------------------------------------------------------------------------------------
 
-def _child_waits_for_lock(lock_target: Path, code: str, env: dict | None = None) -> None:
-    """Hold ``lock_target``'s lock, start ``code`` in a child: it must block until released."""
-    merged = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+def _child_waits_for_lock(lock_target: Path, code: str, env: dict) -> None:
+    """Hold ``lock_target``'s lock and start ``code`` in a child, which prints ``start`` just
+    before calling a builder made instant (its heavy part patched out): without the lock the
+    child ends within milliseconds, with it the child is still blocked a second later. A
+    correct builder can only pass (never flaky); a missing lock fails unless the machine
+    stalls for a whole second."""
+    merged = dict(os.environ, PYTHONPATH=str(ROOT), **env)
     with atomic.locked(lock_target):
         child = subprocess.Popen([sys.executable, "-c", code], env=merged, cwd=ROOT,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(2.0)  # far longer than the child needs once unblocked
-        still_waiting = child.poll() is None
-    out, err = child.communicate(timeout=120)
+        assert child.stdout.readline().strip() == "start", child.stderr.read()
+        time.sleep(1.0)
+        waited = child.poll() is None
+    out, err = child.communicate(timeout=60)
     assert child.returncode == 0, err
-    assert still_waiting, f"the child did not wait for the lock on {lock_target}"
+    assert waited, f"the child did not wait for the lock on {lock_target}"
+    assert out.strip() == "done"
 
 
 def test_stand_in_builders_wait_for_the_lock(tmp_path):
     env = {"COURSE_CACHE_DIR": str(tmp_path / "cache"), "COURSE_MODE": "tiny"}
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("COURSE_CACHE_DIR", env["COURSE_CACHE_DIR"])
-        target = (config.cache_root() / "tiny" / "mmv" / f"{mmv_standin.RULE}-seed0"
-                  / "mmv_s3d.pkl")
-    _child_waits_for_lock(target, "from helpers.standins import mmv; mmv.tiny_checkpoint('s3d')",
-                          env)
+    target = tmp_path / "cache" / "tiny" / "mmv" / f"{mmv_standin.RULE}-seed0" / "mmv_s3d.pkl"
+    _child_waits_for_lock(target, (
+        "from helpers import atomic\n"
+        "from helpers.standins import mmv\n"
+        "mmv.make_checkpoint = lambda backbone, seed: {}\n"
+        "mmv.write_checkpoint = lambda tree, path, **kw: atomic.write_bytes(path, b'x')\n"
+        "print('start', flush=True)\n"
+        "mmv.tiny_checkpoint('s3d')\n"
+        "print('done')\n"), env)
     from helpers.standins import clips
 
-    first = tmp_path / "gallery" / clips.CLIPS[0][1]
-    _child_waits_for_lock(first, f"from helpers.standins import clips; "
-                                 f"clips.generate({str(tmp_path / 'gallery')!r})", env)
+    gallery = tmp_path / "gallery"
+    _child_waits_for_lock(gallery / clips.CLIPS[0][1], (
+        "from pathlib import Path\n"
+        "from helpers import video\n"
+        "from helpers.standins import clips\n"
+        "video.write_video = lambda path, frames, fps: Path(path).write_bytes(b'x')\n"
+        "print('start', flush=True)\n"
+        f"clips.generate({str(gallery)!r})\n"
+        "print('done')\n"), env)
+    mini = tmp_path / "mini"
+    _child_waits_for_lock(mini, (
+        "from pathlib import Path\n"
+        "from helpers.standins import ucf101\n"
+        "ucf101.render_video = lambda *a, **k: None\n"
+        "ucf101.write_avi = lambda path, frames, fps=25: (Path(path).parent.mkdir(parents=True,"
+        " exist_ok=True), Path(path).write_bytes(b'x'))\n"
+        "print('start', flush=True)\n"
+        f"ucf101.make_mini_ucf101({str(mini)!r})\n"
+        "print('done')\n"), env)
+    hub_cache = tmp_path / "hub"
+    _child_waits_for_lock(hub_cache / ".standin-0123", (
+        "import json\n"
+        "from pathlib import Path\n"
+        "from helpers.standins import milnce\n"
+        "milnce.cache_folder_name = lambda handle: '0123'\n"
+        "def build(dest, tf1_style, seed):\n"
+        "    Path(dest).mkdir(parents=True)\n"
+        "    (Path(dest) / milnce.MARKER).write_text(json.dumps({'version': milnce.VERSION,"
+        " 'seed': seed, 'tf1_style': tf1_style}))\n"
+        "milnce.build_module = build\n"
+        "print('start', flush=True)\n"
+        f"milnce.ensure_in_cache({str(hub_cache)!r}, 'https://example.org/m/1')\n"
+        "print('done')\n"), env)
 
 
 def test_feature_extraction_waits_for_another_run_on_the_same_folder(tmp_path, tiny_store):
     cache = tmp_path / "features"
     folder = features.feature_cache_dir(cache, "mean-test", "test", ucf101.TINY_PROTOCOL,
                                         tiny_store)
+    called = threading.Event()
+
+    def encoder(clips):
+        called.set()
+        return _mean_encoder(clips)
+
     result = {}
-    with atomic.locked(folder):
-        worker = threading.Thread(target=lambda: result.setdefault("x", _extract(tiny_store,
-                                                                                  cache)))
+    run = lambda: result.setdefault("x", features.extract_features(  # noqa: E731
+        tiny_store, tiny_store.names(), encoder, "mean-test", sampling="test",
+        protocol=ucf101.TINY_PROTOCOL, cache_dir=cache, batch_size=2, workers=1,
+        progress=False))
+    with features.folder_lock(folder):
+        worker = threading.Thread(target=run)
         worker.start()
-        time.sleep(1.5)
-        assert worker.is_alive() and not list(cache.rglob("part-*.npz"))
+        # Without the lock the encoder runs within milliseconds; with it, never meanwhile.
+        assert not called.wait(1.5), "the second run did not wait for the first one's lock"
     worker.join(timeout=60)
-    assert result["x"].shape[:2] == (2, ucf101.TINY_PROTOCOL.test_windows)
+    assert called.is_set() and result["x"].shape[:2] == (2, ucf101.TINY_PROTOCOL.test_windows)
 
 
 # ------------------------------------------------------------------------------------------
@@ -539,6 +578,7 @@ def _peak_bytes(tmp_path, monkeypatch, count: int) -> int:
             "--frames", "8", "--size", "64", "--batch-size", "2"]
     for path in paths:
         argv += ["--video", str(path)]
+    milnce.import_tensorflow()  # imported before measuring: its import alone peaks at ~200 MB
     tracemalloc.start()  # numpy reports its buffers to tracemalloc: exact, unlike RSS
     try:
         assert milnce.main(argv) == 0
@@ -593,7 +633,7 @@ def test_cli_types_name_what_a_path_is(tmp_path):
 
     with pytest.raises(argparse.ArgumentTypeError, match="FIFO"):
         cli.input_file(str(tmp_path / "pipe"))
-    with pytest.raises(argparse.ArgumentTypeError, match="not found"):
+    with pytest.raises(argparse.ArgumentTypeError, match="no such file"):
         cli.input_file(str(tmp_path / "missing"))
     assert cli.output_file(str(tmp_path / "new" / "x.npz")) == tmp_path / "new" / "x.npz"
     assert not (tmp_path / "new").exists()  # checked, not created

@@ -664,8 +664,8 @@ def embed_video_files(model, paths, *, sampling: str = "colab", num_frames: int 
 def _parser() -> argparse.ArgumentParser:
     from helpers import cli
 
-    parser = argparse.ArgumentParser(prog="python -m helpers.milnce",
-                                     description="MIL-NCE S3D (TF-Hub) batch tools.")
+    parser = cli.ArgumentParser(prog="python -m helpers.milnce",
+                                description="MIL-NCE S3D (TF-Hub) batch tools.")
     sub = parser.add_subparsers(dest="command", required=True)
     embed = sub.add_parser(
         "embed", help="embed video files and sentences into one .npz",
@@ -745,5 +745,4 @@ def main(argv=None) -> int:
     """``python -m helpers.milnce embed ...``; exit status 2 for any bad input (one line)."""
     from helpers import cli
 
-    args = _parser().parse_args(argv)
-    return cli.run(lambda: _embed_command(args))
+    return cli.main(_parser(), _embed_command, argv)

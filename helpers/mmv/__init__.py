@@ -23,7 +23,6 @@ this module does not import JAX; building a model does.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import sys
@@ -377,7 +376,7 @@ def main(argv=None) -> int:
     """``python -m helpers.mmv embed ...``; exit status 2 for any bad input (one line)."""
     from helpers import cli
 
-    parser = argparse.ArgumentParser(prog="python -m helpers.mmv", description=(
+    parser = cli.ArgumentParser(prog="python -m helpers.mmv", description=(
         "Embed RGB clips with an MMV video model (vid_repr, va, vat). " + LICENCE))
     sub = parser.add_subparsers(dest="command", required=True)
     embed = sub.add_parser("embed", help="embed clips from a .npy file into a .npz file")
@@ -391,5 +390,4 @@ def main(argv=None) -> int:
                        help="output .npz (vid_repr, va, vat)")
     embed.add_argument("--batch-size", type=cli.positive_int, default=None,
                        help="clips per forward pass (default: s3d 8, tsm_resnet_x1 4, x2 2)")
-    args = parser.parse_args(argv)
-    return cli.run(lambda: _embed(args))
+    return cli.main(parser, _embed, argv)

@@ -537,7 +537,7 @@ def _classes_arg(text: str | None):
 def _build_parser() -> argparse.ArgumentParser:
     from helpers import cli
 
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="python -m helpers.ucf101",
         description="UCF101 linear evaluation of video backbones with the MMV protocol.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -659,5 +659,4 @@ def main(argv=None) -> int:
     """``python -m helpers.ucf101 download|prepare|evaluate``; exit status 2 for bad input."""
     from helpers import cli
 
-    args = _build_parser().parse_args(argv)
-    return cli.run(lambda: _main(args), also=(ValueError,))
+    return cli.main(_build_parser(), _main, argv, also=(ValueError,))

@@ -11,6 +11,7 @@ Features are cached per video, under::
 
     <cache_dir>/<encoder name>/<sampling>-<key>/meta.json
     <cache_dir>/<encoder name>/<sampling>-<key>/part-<id>.npz   (names, features, fingerprints)
+    <cache_dir>/<encoder name>/<sampling>-<key>/parts.lock      (one run at a time per folder)
 
 ``key`` hashes everything the features depend on: the encoder name, ``train``/``test``, the
 protocol parameters, and the store (its id, re-encoding parameters and JPEG decoder). Caching
@@ -85,6 +86,13 @@ def feature_cache_dir(cache_dir: str | os.PathLike, encoder_name: str, sampling:
     settings = cache_settings(encoder_name, sampling, protocol, store)
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     return Path(cache_dir) / _safe(encoder_name) / f"{sampling}-{digest}"
+
+
+def folder_lock(folder: str | os.PathLike):
+    """The lock of one cache folder (``<folder>/parts.lock``), held while a run reads and writes
+    its parts: a second run on the same folder waits, then finds the parts the first one wrote
+    (instead of computing them again, or consolidating them under its feet)."""
+    return atomic.locked(Path(folder) / "parts")
 
 
 def _fingerprint(video) -> tuple[int, int]:
@@ -240,9 +248,7 @@ def extract_features(store, names, encoder_fn, encoder_name: str, *, sampling: s
     lock = contextlib.nullcontext()
     if cache_dir is not None:
         folder = feature_cache_dir(cache_dir, encoder_name, sampling, protocol, store)
-        # One run at a time per cache folder: a second run waits, then finds the parts the
-        # first one wrote (instead of computing them again, or consolidating under its feet).
-        lock = atomic.locked(folder)
+        lock = folder_lock(folder)
     with lock:
         if folder is not None:
             _check_meta(folder, cache_settings(encoder_name, sampling, protocol, store))
