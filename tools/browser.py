@@ -90,7 +90,12 @@ STATE_JS = """
         const text = (out.innerText || '');
         shown.push({mime: marked ? marked.getAttribute('data-mime-type') : null,
                     text: text.slice(0, 2000),
+                    // ipywidgets draws a failed view as an "error widget" (a red icon and
+                    // "Click to show javascript error."): that is not a widget drawn.
+                    widget_error: Boolean(out.querySelector('.jupyter-widgets-error-widget')
+                                          || out.classList.contains('jupyter-widgets-error-widget')),
                     widget: Boolean(widget && widget.children.length
+                                    && !out.querySelector('.jupyter-widgets-error-widget')
                                     && !/Error displaying widget|Loading widget/.test(text)),
                     images, overflow: Math.max(0, out.scrollWidth - out.clientWidth)});
       });
@@ -290,6 +295,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per notebook")
+    parser.add_argument("--disable-extension", action="append", default=[], metavar="NAME",
+                        help="start JupyterLab with this front-end extension disabled (to show "
+                             "that the checks catch a missing one, e.g. "
+                             "@jupyter-widgets/jupyterlab-manager)")
     parser.add_argument("notebooks", nargs="*")
     args = parser.parse_args(argv)
     if not Path(args.chromium).exists():
@@ -308,6 +317,11 @@ def main(argv: list[str] | None = None) -> int:
     lab_root.mkdir(parents=True)
     for path in paths:
         shutil.copy2(path, lab_root / path.name)
+    if args.disable_extension:
+        labconfig = state_dir / "config" / "labconfig"
+        labconfig.mkdir(parents=True)
+        (labconfig / "page_config.json").write_text(json.dumps(
+            {"disabledExtensions": {name: True for name in args.disable_extension}}))
     port, token = free_port(), secrets.token_hex(24)
     url = f"http://127.0.0.1:{port}"
     failed = []

@@ -26,7 +26,8 @@ WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
 # What the ipywidgets front end writes when a view cannot be made or never arrives.
 WIDGET_FAILURE_TEXTS = ("Error displaying widget", "Loading widget...", "Failed to load model class",
-                        "Could not create a view", "Could not create model")
+                        "Could not create a view", "Could not create model",
+                        "Click to show javascript error")
 # tqdm's text bar ("decoding:  40%|####      | 2/5 [00:01<00:01, ...]") in a stream output means
 # the bar fell back to text where a widget should have been drawn.
 TEXT_BAR = re.compile(r"\d+%\|[^|\n]*\|")
@@ -90,9 +91,13 @@ def check(snapshot: dict) -> tuple[list[str], list[str]]:
                 problems.append(f"{where} shows a figure as its text repr "
                                 f"({FIGURE_REPR.search(out['text']).group(0)}), not as an image")
         for item in shown:
-            for text in WIDGET_FAILURE_TEXTS:
-                if text in item["text"]:
-                    problems.append(f"{where} shows {text!r} where a widget should be")
+            if item.get("widget_error"):
+                problems.append(f"{where}: a widget failed in the browser (its front-end package "
+                                f"is missing or broken): {item['text'][:120]!r}")
+            else:
+                for text in WIDGET_FAILURE_TEXTS:
+                    if text in item["text"]:
+                        problems.append(f"{where} shows {text!r} where a widget should be")
             broken = [i for i in item["images"] if i["complete"] and i["width"] == 0]
             if broken:
                 problems.append(f"{where}: {len(broken)} image(s) in an output failed to load")
@@ -102,7 +107,7 @@ def check(snapshot: dict) -> tuple[list[str], list[str]]:
             problems.append(f"{where} has {len(outputs)} outputs but the page shows {len(shown)}")
             continue
         for out, item in zip(outputs, shown):
-            if WIDGET_MIME in out["mimes"] and not item["widget"]:
+            if WIDGET_MIME in out["mimes"] and not item["widget"] and not item.get("widget_error"):
                 # An empty widget output is a view the kernel closed (tqdm with leave=False);
                 # anything else is the text/plain fallback, or an error, where a widget belongs.
                 if item["text"].strip() or item["mime"] not in (None, WIDGET_MIME):
