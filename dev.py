@@ -117,7 +117,8 @@ def main(argv: list[str]) -> int:
         return run(py, "-m", "benchmarks.run", *rest)
     if command == "test-browser":
         py = ensure_env()
-        chromium = ensure_chromium() if "--chromium" not in rest else "given"
+        given = any(a == "--chromium" or a.startswith("--chromium=") for a in rest)
+        chromium = "given" if given else ensure_chromium()
         if chromium is None:
             return 2
         # Tiny mode and a fresh cache of its own, like `test`.

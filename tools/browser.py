@@ -310,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"error: no such notebook: {', '.join(missing)}", file=sys.stderr)
         return 2
+    from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
     shutil.rmtree(OUT, ignore_errors=True)
@@ -343,7 +344,14 @@ def main(argv: list[str] | None = None) -> int:
                 page.evaluate("async () => { await window.jupyterapp.restored; "
                               "window.jupyterapp.shell.collapseLeft(); window.jupyterapp.shell.collapseRight(); }")
                 for path in paths:
-                    failed += check_one(page, path.name, args.timeout)
+                    console_errors.clear()
+                    try:
+                        failed += check_one(page, path.name, args.timeout, console_errors)
+                    except PlaywrightError as err:  # the page or JupyterLab did not respond
+                        print(f"FAIL {path.name}: the browser step failed: "
+                              f"{str(err).splitlines()[0]}", flush=True)
+                        failed.append(path.name)
+                        _try_close(page)
                 browser.close()
         finally:
             lab.terminate()
@@ -361,17 +369,29 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def check_one(page, name: str, timeout: float) -> list[str]:
+def _try_close(page) -> None:
+    """After a failed notebook: free its kernel so the next notebook starts clean."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    try:
+        close_notebook(page)
+    except PlaywrightError as err:
+        print(f"     (could not close it: {str(err).splitlines()[0]})", flush=True)
+
+
+def check_one(page, name: str, timeout: float, console_errors: list[str]) -> list[str]:
     print(f"{name}: running in JupyterLab ...", flush=True)
     open_notebook(page, name)
     state, elapsed, timed_out = run_all(page, timeout)
     problems = []
     if timed_out:
         problems.append(f"still running after {timeout:.0f} s")
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     try:
         settle_widgets(page)
-    except Exception:
-        pass  # what is still loading is reported by the checks below
+    except PlaywrightTimeout:
+        pass  # a view still "Loading widget..." or an image not loaded fails the checks below
     problems += interact(page, state)
     state = page.evaluate(STATE_JS)
     found, warnings = browser_checks.check(state)
@@ -388,7 +408,7 @@ def check_one(page, name: str, timeout: float) -> list[str]:
           f"screenshot {height} px -> {OUT / (Path(name).stem + '.png')}", flush=True)
     for line in problems:
         print(f"     problem: {line}", flush=True)
-    for line in warnings:
+    for line in warnings + [f"JavaScript error in the page: {e[:300]}" for e in console_errors]:
         print(f"     warning: {line}", flush=True)
     return [name] if problems else []
 
