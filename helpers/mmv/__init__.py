@@ -338,8 +338,8 @@ def checkpoint_provenance(backbone: str, checkpoint=None) -> dict:
         if tiny_root in path.resolve().parents:
             origin = "stand-in"
         else:
-            known = config.cache_root() / "tiny" / "mmv" / f"{standin.RULE}-seed{standin.DEFAULT_SEED}" \
-                / f"mmv_{backbone}.pkl"
+            known = (config.cache_root() / "tiny" / "mmv"
+                     / f"{standin.RULE}-seed{standin.DEFAULT_SEED}" / f"mmv_{backbone}.pkl")
             if known.is_file() and checks.file_digest(known) == digest:
                 origin = "stand-in"
     return {"origin": origin, "file": str(path), "sha256": digest}
@@ -361,7 +361,8 @@ def _embed(args) -> int:
     if weights["origin"] == "stand-in":
         print("WARNING: tiny mode: a generated stand-in with RANDOM weights; the embeddings "
               "mean nothing.", file=sys.stderr)
-    encoder = load_model(args.backbone, checkpoint, batch_size=args.batch_size)
+    # None for the default: load_model then drops a damaged download from the cache.
+    encoder = load_model(args.backbone, args.checkpoint, batch_size=args.batch_size)
     out = encoder(clips)
 
     from helpers import atomic

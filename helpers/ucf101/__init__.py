@@ -355,7 +355,7 @@ def mmv_encoder(backbone: str = "s3d", checkpoint=None) -> Encoder:
     # download, stand-in, user file): new weights under the same name never reuse old features.
     weights = mmv.checkpoint_provenance(backbone, checkpoint)
     mode = "tiny" if weights["origin"] == "stand-in" else "real"
-    model = mmv.load_model(backbone, weights["file"])
+    model = mmv.load_model(backbone, checkpoint)  # None: a damaged download is dropped there
     feature_dim = getattr(model, "feature_dim", None) or mmv.FEATURE_DIM.get(backbone)
 
     def fn(clips):
