@@ -389,21 +389,11 @@ def _check_clip(clip, index: int) -> np.ndarray:
     if clip.dtype == np.uint8:
         raise ValueError(f"clip {index} is uint8; the model takes float32 RGB in [0, 1]: use "
                          f"helpers.video.center_crop_resize, or divide by 255")
-    if clip.ndim != 4 or clip.shape[-1] != 3:
-        raise ValueError(f"clip {index} has shape {clip.shape}; expected [T, H, W, 3] "
-                         f"(clips as [N, T, H, W, 3])")
-    if 0 in clip.shape:  # T=0 or H=0 would give NaN embeddings (a mean over nothing)
-        raise ValueError(f"clip {index} has shape {clip.shape}: an empty axis; every clip "
-                         "needs at least one frame of at least 1x1 pixels")
-    if clip.dtype.kind not in "f":
-        raise ValueError(f"clip {index} has dtype {clip.dtype}; the model takes float32 RGB in "
-                         "[0, 1]")
-    clip = clip.astype(np.float32, copy=False)  # float64 would be refused by the module
-    checks.check_finite(clip, f"clip {index}")
-    if clip.size and (clip.max() > 1.0 + 1e-3 or clip.min() < -1e-3):
-        raise ValueError(f"clip {index} has values in [{clip.min():.3g}, {clip.max():.3g}]; the "
-                         f"model takes RGB in [0, 1] (divide 0..255 pixels by 255)")
-    return clip
+    # An empty T or H would give NaN embeddings (a mean over nothing), NaN pixels NaN scores.
+    clip = checks.check_array(clip, f"clip {index}", ndim=4, last_dim=3, kind="f",
+                              value_range=(0.0, 1.0),
+                              layout="[T, H, W, 3] float RGB in [0, 1] (clips as [N, T, H, W, 3])")
+    return clip.astype(np.float32, copy=False)  # float64 would be refused by the module
 
 
 def embed_videos(model, clips, batch_size: int = 8, progress: bool | None = None) -> dict:
