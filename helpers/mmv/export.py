@@ -88,6 +88,15 @@ def _text_fn(vocab_size):
     return fn
 
 
+def _unpack(flat, layout):
+    leaves, start = [], 0
+    for shape, dtype in layout:
+        size = int(np.prod(shape, dtype=np.int64))
+        leaves.append(flat[start:start + size].reshape(shape).astype(dtype))
+        start += size
+    return leaves
+
+
 def _subtree(checkpoint, prefixes):
     return {c: {m: v for m, v in checkpoint[c].items() if any(p in m for p in prefixes)}
             for c in ("params", "state")}
@@ -132,13 +141,19 @@ def build_savedmodel(backbone: str, checkpoint, out_dir, *, marker: dict | None 
     module = tf.Module()
     converted = {}
     for name, (_, shape, fn) in specs.items():
+        # All arrays of a signature travel as one float32 variable (int32 counters are small
+        # integers, exact in float32), unpacked by slicing inside the converted function: a
+        # thousand separate variables make saving and loading several times slower.
         leaves, treedef = jax.tree_util.tree_flatten((trees[name]["params"], trees[name]["state"]))
-        variables = [tf.Variable(np.asarray(leaf), trainable=False) for leaf in leaves]
-        setattr(module, f"_{name}_variables", variables)
+        layout = [(np.shape(leaf), np.asarray(leaf).dtype) for leaf in leaves]
+        packed = np.concatenate([np.asarray(leaf, np.float32).ravel() for leaf in leaves])
+        variable = tf.Variable(packed, trainable=False, name=f"{name}_weights")
+        setattr(module, f"_{name}_weights", variable)
         call = jax2tf.convert(
-            lambda flat, x, fn=fn, treedef=treedef: fn(*jax.tree_util.tree_unflatten(treedef, flat), x),
+            lambda flat, x, fn=fn, treedef=treedef, layout=layout:
+                fn(*jax.tree_util.tree_unflatten(treedef, _unpack(flat, layout)), x),
             polymorphic_shapes=[None, shape], with_gradient=False)
-        converted[name] = (call, variables)
+        converted[name] = (call, variable)
 
     keys = tf.constant(vocab[1:])
     values = tf.constant(np.arange(1, len(vocab), dtype=np.int64))
@@ -165,12 +180,13 @@ def build_savedmodel(backbone: str, checkpoint, out_dir, *, marker: dict | None 
         ids = ids.to_tensor(default_value=0, shape=[None, frontend.MAX_WORDS])
         return run("text", tf.cast(ids, tf.int32))
 
-    module.video, module.audio, module.text = video, audio, text
+    # Only the three concrete functions are saved (as signatures); attaching the tf.functions
+    # to the module as well would make tf.saved_model.save trace and convert each one again.
+    concrete = {"video": video.get_concrete_function(), "audio": audio.get_concrete_function(),
+                "text": text.get_concrete_function()}
     with tempfile.TemporaryDirectory(prefix=".export-", dir=out.parent if out.parent.exists() else None) as tmp:
         staging = Path(tmp) / "module"
-        tf.saved_model.save(module, str(staging), signatures={
-            "video": video.get_concrete_function(), "audio": audio.get_concrete_function(),
-            "text": text.get_concrete_function()})
+        tf.saved_model.save(module, str(staging), signatures=concrete)
         info = {"backbone": backbone, "version": VERSION, "checkpoint": source,
                 "vocabulary_words": len(vocab) - 1, "note": NOTE, **(marker or {})}
         (staging / MARKER).write_text(json.dumps(info, indent=1) + "\n")
