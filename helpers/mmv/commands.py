@@ -21,12 +21,12 @@ def embed_audio_text(args) -> dict:
     """``embed --audio/--text``: the TF-Hub module of ``args.backbone`` on sound files and sentences."""
     from helpers.mmv import frontend, hub
 
+    sounds = [hub.read_audio(path) for path in args.audio]  # bad files fail before loading
     mode = hub.resolve_mode(args.backbone)
     print(f"TF-Hub module: {hub.default_handle(args.backbone)} ({mode})", file=sys.stderr)
     if mode == "tiny":
         print("WARNING: tiny mode: the course's stand-in module with RANDOM weights; the audio and "
               "text embeddings mean nothing.", file=sys.stderr)
-    sounds = [hub.read_audio(path) for path in args.audio]  # bad files fail before loading
     module = hub.load(args.backbone)
     out = {}
     if sounds:
