@@ -157,3 +157,15 @@ def test_waveform_checks_name_the_problem():
         frontend.check_waveforms(np.zeros((1, 100), np.float32))
     assert frontend.word_ids(["The dog, the DOG!"]).tolist()[0][:4] == [frontend.word_ids("the")[0][0],
                                                                         frontend.word_ids("dog")[0][0]] * 2
+
+
+def test_the_standin_never_overwrites_a_real_module(tmp_path):
+    from helpers.standins.milnce import cache_folder_name
+
+    handle = hub.default_handle("s3d")
+    real = tmp_path / cache_folder_name(handle)
+    real.mkdir()
+    (real / "saved_model.pb").write_bytes(b"a real module")
+    with pytest.raises(FileExistsError, match="not the course's stand-in"):
+        hub.ensure_standin(tmp_path, handle, "s3d")
+    assert (real / "saved_model.pb").read_bytes() == b"a real module"
