@@ -33,7 +33,9 @@ from helpers import config
 SIGNATURES = ("video", "audio", "text")
 HANDLE_PATH = {"s3d": "deepmind/mmv/s3d/1", "tsm_resnet_x1": "deepmind/mmv/tsm-resnet50/1",
                "tsm_resnet_x2": "deepmind/mmv/tsm-resnet50x2/1"}
-MANUAL_PAGE = "https://www.kaggle.com/models/deepmind/mmv (variation TensorFlow1/<backbone>, version 1)"
+#: Where to look by hand when the download is refused: tfhub.dev handles redirect to Kaggle
+#: Models (this page is the usual place for DeepMind's modules; not checked by the course).
+MANUAL_PAGE = "https://www.kaggle.com/models/deepmind/mmv"
 VIDEO_KEYS, AUDIO_KEYS, TEXT_KEYS = ("before_head", "va", "vat"), ("va", "vat", "last_conv"), ("vat",)
 
 
@@ -93,7 +95,9 @@ def ensure_standin(cache_dir, handle: str, backbone: str) -> Path:
 
     cache_dir = Path(cache_dir)
     target = cache_dir / cache_folder_name(handle)
-    with atomic.locked(target):
+    # Not "<sha1>.lock": that name is tensorflow_hub's own download lock, which the loader
+    # reports (and clears when stale).
+    with atomic.locked(cache_dir / f".{target.name}.standin"):
         marker = export.read_marker(target)
         if marker and marker.get("version") == export.VERSION and marker.get("standin"):
             return target
@@ -184,30 +188,40 @@ def embed_videos(module, clips, batch_size: int = 8) -> dict:
     """``video`` signature on clips ``[B, T, H, W, 3]`` float32 in [0, 1], in batches ->
     ``before_head``, ``va``, ``vat`` (numpy float32)."""
     from helpers.mmv import check_clips
+
+    clips = check_clips(clips, "tsm_resnet_x1")  # shape, range, dtype (evenness: the module's)
+    return _batched(module.signatures["video"], clips, batch_size, VIDEO_KEYS)
+
+
+def _batched(signature, inputs, batch_size, keys):
+    """Run ``signature`` over ``inputs`` in batches of one size: the last batch is padded with
+    copies of its last item (dropped after), so XLA-compiled modules compile one program."""
     from helpers.milnce import import_tensorflow
 
     tf = import_tensorflow()
-    clips = check_clips(clips, "tsm_resnet_x1")  # shape, range, dtype (evenness: the module's)
-    parts = [_numpy(call_signature(module.signatures["video"], tf.constant(clips[i:i + batch_size])),
-                    VIDEO_KEYS) for i in range(0, len(clips), batch_size)]
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    size = min(batch_size, len(inputs))
+    parts = []
+    for start in range(0, len(inputs), size):
+        batch = inputs[start:start + size]
+        if len(batch) < size:
+            batch = np.concatenate([batch, np.repeat(batch[-1:], size - len(batch), axis=0)])
+        parts.append(_numpy(call_signature(signature, tf.constant(batch)), keys))
+    return {k: np.concatenate([p[k] for p in parts])[:len(inputs)] for k in parts[0]}
 
 
 def embed_audio(module, waveforms, batch_size: int = 8) -> dict:
     """``audio`` signature on ``[B, 153600]`` 48 kHz waveforms in [-1, 1] -> ``va``, ``vat``,
     ``last_conv``."""
-    from helpers.milnce import import_tensorflow
     from helpers.mmv import frontend
 
-    tf = import_tensorflow()
     wave = frontend.check_waveforms(waveforms)
     if wave.shape[1] != frontend.NUM_SAMPLES:
         raise frontend.AudioError(f"waveforms have {wave.shape[1]} samples; the TF-Hub modules "
                                   f"take {frontend.NUM_SAMPLES} (3.2 s at 48 kHz): use "
                                   "helpers.mmv.hub.fit_length")
-    parts = [_numpy(call_signature(module.signatures["audio"], tf.constant(wave[i:i + batch_size])),
-                    AUDIO_KEYS) for i in range(0, len(wave), batch_size)]
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return _batched(module.signatures["audio"], wave, batch_size, AUDIO_KEYS)
 
 
 def embed_texts(module, sentences) -> dict:
