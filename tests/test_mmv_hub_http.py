@@ -123,3 +123,22 @@ def test_a_module_without_audio_or_a_missing_handle_is_explained(server, real, t
             hub.load("tsm_resnet_x1", timeout=10, retries=0)
     with pytest.raises(hub.MmvHubError, match="does not exist"):
         hub.load("s3d", real / "no-such-folder")
+
+
+def test_compare_releases_reports_a_module_that_is_not_the_checkpoint(server, real, tmp_path,
+                                                                     tmp_path_factory, capsys):
+    # The fake module's video outputs have nothing to do with the checkpoint: the check must say
+    # MISMATCH and exit 3 (its agreement on the stand-in export runs in notebook 05).
+    from helpers.standins import mmv as standin
+
+    folder = _module(tmp_path_factory.mktemp("fake-compare") / "module")
+    checkpoint = standin.write_checkpoint(standin.make_checkpoint("s3d", 0), tmp_path / "ckpt.pkl")
+    clips = tmp_path / "clips.npy"
+    np.save(clips, np.random.default_rng(1).uniform(0, 1, (2, 4, 32, 32, 3)).astype(np.float32))
+    with server.use_for("tfhub", prefix="compare"):
+        server.add_tfhub_module("/compare/tfhub/deepmind/mmv/s3d/1", folder)
+        status = mmv.main(["compare-releases", "--backbone", "s3d", "--checkpoint", str(checkpoint),
+                           "--clips", str(clips)])
+    out = capsys.readouterr().out
+    assert status == 3, out
+    assert "MISMATCH" in out and "before_head" in out
