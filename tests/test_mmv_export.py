@@ -169,3 +169,20 @@ def test_the_standin_never_overwrites_a_real_module(tmp_path):
     with pytest.raises(FileExistsError, match="not the course's stand-in"):
         hub.ensure_standin(tmp_path, handle, "s3d")
     assert (real / "saved_model.pb").read_bytes() == b"a real module"
+
+
+def test_tsm_export_reproduces_the_jax_video(tmp_path):
+    # TSM-ResNet's export takes any B and T, and H, W multiples of 32 (see helpers.mmv.export).
+    tree = standin.make_checkpoint("tsm_resnet_x1", SEED + 1, parts="full")
+    path = standin.write_checkpoint(tree, tmp_path / "tsm.pkl", container="flatmapping",
+                                    numpy1_names=True)
+    del tree
+    assert mmv.main(["export-tfhub", "--backbone", "tsm_resnet_x1", "--checkpoint", str(path),
+                     "--out", str(tmp_path / "hub")]) == 0
+    module = hub.load("tsm_resnet_x1", tmp_path / "hub")
+    clip = np.random.default_rng(13).uniform(0, 1, (1, 3, 32, 64, 3)).astype(np.float32)
+    out = hub.embed_videos(module, clip)
+    ref = mmv.load_model("tsm_resnet_x1", path)(clip)
+    assert out["before_head"].shape == (1, 2048)
+    _close("before_head", out["before_head"], ref["vid_repr"])
+    _close("vat", out["vat"], ref["vat"])

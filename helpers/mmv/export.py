@@ -4,7 +4,8 @@
 
 The SavedModel has the TF-Hub modules' three signatures and output names:
 
-* ``video``: float32 ``[B, T, H, W, 3]`` in [0, 1] (even T, H, W for S3D-G) -> ``before_head``
+* ``video``: float32 ``[B, T, H, W, 3]`` in [0, 1] (S3D-G: even T, H, W; TSM-ResNet: H and W
+  multiples of 32, e.g. 224 or 256, a limit of the export, not of the models) -> ``before_head``
   (the backbone feature ``vid_repr``), ``va`` (512), ``vat`` (256);
 * ``audio``: float32 ``[B, 153600]``, 48 kHz in [-1, 1] -> ``va`` (512), ``vat`` (256) and
   ``last_conv`` (the audio ResNet's last feature map, ``[B, 10, 3, 2048]``, before its final
@@ -129,10 +130,14 @@ def build_savedmodel(backbone: str, checkpoint, out_dir, *, marker: dict | None 
         text_tree["params"][embed]["embeddings"][:len(vocab)])}
     trees = {"video": _subtree(full, PARTS["video"]), "audio": _subtree(full, PARTS["audio"]),
              "text": text_tree}
-    even = "2*" if backbone == "s3d" else ""
+    # Shape polymorphism: one signature for every clip size. JAX must prove the shapes of the
+    # two branches of every residual add equal; TSM-ResNet's strided convs (SAME padding,
+    # five halvings) give expressions it cannot match unless H and W are multiples of 32.
+    # S3D-G needs only even T, H, W (space-to-depth).
+    video_shape = "(b, 2*t, 2*h, 2*w, 3)" if backbone == "s3d" else "(b, t, 32*h, 32*w, 3)"
     specs = {
         "video": (tf.TensorSpec([None, None, None, None, 3], tf.float32, name="images"),
-                  f"(b, {even}t, {even}h, {even}w, 3)", _video_fn(backbone)),
+                  video_shape, _video_fn(backbone)),
         "audio": (tf.TensorSpec([None, frontend.NUM_SAMPLES], tf.float32, name="audio"),
                   f"(b, {frontend.NUM_SAMPLES})", _audio_fn(len(vocab))),
         "text": (None, f"(b, {frontend.MAX_WORDS})", _text_fn(len(vocab))),
