@@ -15,7 +15,13 @@ original code); ``vat`` the video embedding in the video-audio-text space (``vis
 Command line (batch use)::
 
     python -m helpers.mmv embed --backbone s3d [--checkpoint mmv_s3d.pkl] \\
-        --clips clips.npy --out embeddings.npz [--batch-size 8]
+        --clips clips.npy --out embeddings.npz [--batch-size 8] \\
+        [--audio sound.wav] [--text "a dog barking"]     # these two: the TF-Hub module
+    python -m helpers.mmv export-tfhub --backbone s3d --checkpoint mmv_s3d.pkl --out DIR
+    python -m helpers.mmv compare-releases --backbone s3d  # TF-Hub video vs JAX checkpoint
+
+Audio and text: :mod:`helpers.mmv.audio_text` (the Haiku towers on the checkpoints) and
+:mod:`helpers.mmv.hub` (DeepMind's TF-Hub modules, notebook 05).
 
 Checkpoint weights are DeepMind's, licensed CC BY-NC 4.0 (non-commercial use only). Importing
 this module does not import JAX; building a model does.
@@ -346,6 +352,21 @@ def checkpoint_provenance(backbone: str, checkpoint=None) -> dict:
 
 
 def _embed(args) -> int:
+    out = _embed_clips(args) if args.clips else {}
+    if args.audio or args.text:
+        from helpers.mmv import commands
+
+        out.update(commands.embed_audio_text(args))
+
+    from helpers import atomic
+
+    atomic.save_npz(args.out, **out)
+    shapes = ", ".join(f"{k} {v.shape}" for k, v in out.items())
+    print(f"wrote {args.out}: {shapes}")
+    return 0
+
+
+def _embed_clips(args) -> dict:
     from helpers import checks
 
     clips = checks.load_npy(args.clips)
@@ -363,14 +384,7 @@ def _embed(args) -> int:
               "mean nothing.", file=sys.stderr)
     # None for the default: load_model then drops a damaged download from the cache.
     encoder = load_model(args.backbone, args.checkpoint, batch_size=args.batch_size)
-    out = encoder(clips)
-
-    from helpers import atomic
-
-    atomic.save_npz(args.out, **out)
-    shapes = ", ".join(f"{k} {v.shape}" for k, v in out.items())
-    print(f"wrote {args.out}: {shapes}")
-    return 0
+    return encoder(clips)
 
 
 def main(argv=None) -> int:
@@ -385,10 +399,28 @@ def main(argv=None) -> int:
     embed.add_argument("--checkpoint", type=cli.input_file,
                        help="checkpoint pickle (default: download the official "
                        "one, or generate the stand-in in tiny mode)")
-    embed.add_argument("--clips", required=True, type=cli.input_file,
-                       help=".npy file of clips [B, T, H, W, 3] float32 in [0, 1]")
+    embed.add_argument("--clips", type=cli.input_file,
+                       help=".npy file of clips [B, T, H, W, 3] float32 in [0, 1] (JAX checkpoint)")
+    embed.add_argument("--audio", action="append", default=[], metavar="FILE",
+                       type=cli.input_file,
+                       help="a .wav / .mp4 / ... file whose first 3.2 s of sound to embed with the "
+                       "TF-Hub module (repeatable): audio_va, audio_vat, audio_last_conv")
+    embed.add_argument("--text", action="append", default=[], metavar="SENTENCE",
+                       help="a sentence to embed with the TF-Hub module (repeatable): text_vat")
     embed.add_argument("--out", required=True, type=cli.suffixed(cli.output_file, ".npz"),
-                       help="output .npz (vid_repr, va, vat)")
+                       help="output .npz (every embedding computed: vid_repr, va, vat for "
+                       "--clips; audio_*, text_* for --audio / --text)")
     embed.add_argument("--batch-size", type=cli.positive_int, default=None,
                        help="clips per forward pass (default: s3d 8, tsm_resnet_x1 4, x2 2)")
-    return cli.main(parser, _embed, argv)
+    from helpers.mmv import commands
+
+    commands.add_parsers(sub)
+
+    def body(args) -> int:
+        if args.command != "embed":
+            return commands.run(args)
+        if not (args.clips or args.audio or args.text):
+            raise cli.CLIError("give at least one of --clips, --audio, --text")
+        return _embed(args)
+
+    return cli.main(parser, body, argv)
