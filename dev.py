@@ -4,7 +4,9 @@
     python3.11 dev.py course          # make .venv if needed, run every notebook into build/notebooks/
     python3.11 dev.py test            # make .venv if needed, run the unit tests and every notebook (tiny)
     python3.11 dev.py bench           # the benchmark table (benchmarks/)
-    python3.11 dev.py sync-notebooks  # rewrite each notebook's Colab install cell from helpers/_project.py
+    python3.11 dev.py sync-notebooks  # rewrite each notebook's Colab badge and install cell from helpers/_project.py
+    python3.11 dev.py test-colab      # run every notebook (tiny) on Colab's Python 3.13 package set
+    python3.11 dev.py release X.Y.Z   # bump the version, regenerate the cells, commit, tag vX.Y.Z
 
 The environment is rebuilt when requirements.txt or pyproject.toml change (a hash stamp in .venv).
 Only the standard library is used here, so this file runs before anything is installed.
@@ -90,6 +92,14 @@ def main(argv: list[str]) -> int:
         args = ["-m", "pytest", "-n", "2", "--dist", "loadfile", "--nbval-lax",
                 "--nbval-cell-timeout=300", "-q", *rest]
         return run(py, *args, env=env)
+    if command == "test-colab":
+        # Colab's runtime, simulated in build/colab/ (tools/colab_env.py); needs Python 3.13.
+        from tools import colab_env
+
+        return colab_env.main()
+    if command == "release":
+        py = ensure_env()
+        return run(py, "-m", "tools.notebooks", "release", *rest)
     if command == "bench":
         py = ensure_env()
         subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check",
