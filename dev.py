@@ -6,6 +6,7 @@
     python3.11 dev.py bench           # the benchmark table (benchmarks/)
     python3.11 dev.py sync-notebooks  # rewrite each notebook's Colab badge and install cell from helpers/_project.py
     python3.11 dev.py test-colab      # run every notebook (tiny) on Colab's Python 3.13 package set
+                                      # (or only the notebooks named after it)
     python3.11 dev.py release X.Y.Z   # bump the version, regenerate the cells, commit, tag vX.Y.Z
 
 The environment is rebuilt when requirements.txt or pyproject.toml change (a hash stamp in .venv).
@@ -96,7 +97,7 @@ def main(argv: list[str]) -> int:
         # Colab's runtime, simulated in build/colab/ (tools/colab_env.py); needs Python 3.13.
         from tools import colab_env
 
-        return colab_env.main()
+        return colab_env.main(rest)
     if command == "release":
         py = ensure_env()
         return run(py, "-m", "tools.notebooks", "release", *rest)

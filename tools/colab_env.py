@@ -138,7 +138,10 @@ def build_base_env(python: str) -> None:
     preinstalled, _ = colab_packages()
     if "pip" in preinstalled:  # Colab's own pip first: it is the resolver the install cell meets
         pip("install", "-q", f"pip=={pins['pip'][1]}")
-    pip("install", "-q", "-c", str(constraints), *[n for n in preinstalled if n != "pip"])
+    # --no-compile: byte-compiling every file of TensorFlow costs minutes of CPU on a 2-core CI
+    # machine; Python compiles what the notebooks import on first use anyway.
+    pip("install", "-q", "--no-compile", "-c", str(constraints),
+        *[n for n in preinstalled if n != "pip"])
     installed = frozen()
     # Dependencies Colab does without (IPython 7.34 asks for jedi; Colab's image has none): removed,
     # so that the course is tried on what Colab really holds.
@@ -238,7 +241,7 @@ def write_kernelspec() -> Path:
     return folder
 
 
-def run_notebooks(timeout: int) -> int:
+def run_notebooks(timeout: int, names: list[str]) -> int:
     cache = WORK / "cache"
     shutil.rmtree(cache, ignore_errors=True)
     out = WORK / "notebooks"
@@ -248,7 +251,8 @@ def run_notebooks(timeout: int) -> int:
                PYTHONUNBUFFERED="1")
     env.pop("PYTHONPATH", None)
     code = subprocess.run([str(venv_python()), "-m", "tools.notebooks", "execute", "--kernel", KERNEL,
-                           "--out", str(out), "--timeout", str(timeout)], cwd=ROOT, env=env).returncode
+                           "--out", str(out), "--timeout", str(timeout), *names], cwd=ROOT,
+                          env=env).returncode
     for path in sorted(out.glob("*.ipynb")):
         version = json.loads(path.read_text())["metadata"].get("language_info", {}).get("version", "")
         if not version.startswith(PYTHON + "."):
@@ -257,7 +261,9 @@ def run_notebooks(timeout: int) -> int:
     return code
 
 
-def main(timeout: int = 300) -> int:
+def main(names: list[str] = (), timeout: int = 300) -> int:
+    """Build or reuse the venv, install the course as the cell does, run the notebooks (all, or
+    ``names``); 0 when everything passed."""
     try:
         python = find_python()
         ensure_base_env(python)
@@ -289,7 +295,7 @@ def main(timeout: int = 300) -> int:
         if wrong:
             raise ColabCheckError("the kernel is not Colab's: " + ", ".join(wrong))
         say(f"Running every notebook in tiny mode on the kernel {KERNEL} ...")
-        code = run_notebooks(timeout)
+        code = run_notebooks(timeout, list(names))
         say("passed" if code == 0 else "FAILED")
         return code
     except ColabCheckError as err:

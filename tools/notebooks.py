@@ -78,6 +78,8 @@ def release(version: str) -> int:
 
     Afterwards the tag exists for what the cells name; push both (the command says how).
     Releasing the current version again is allowed while its tag is missing (the first tag).
+    A clone made without tags cannot tell whether a tag exists upstream: fetch them first
+    (``git fetch --tags``); shallow clones are refused.
     """
     def refuse(why: str) -> int:
         print(f"release: {why}", file=sys.stderr)
@@ -90,6 +92,9 @@ def release(version: str) -> int:
         return refuse(f"{ROOT} is not a git working tree: {status.stderr.strip()}")
     if status.stdout.strip():
         return refuse("the working tree has uncommitted changes; commit or stash them first")
+    if _git("rev-parse", "--is-shallow-repository").stdout.strip() == "true":
+        return refuse("this is a shallow clone, which may lack the repository's tags; "
+                      "run `git fetch --unshallow --tags` first")
     tag = f"v{version}"
     if _git("rev-parse", "-q", "--verify", f"refs/tags/{tag}").returncode == 0:
         return refuse(f"the tag {tag} exists already")
