@@ -211,7 +211,7 @@ def bench_extract(quick: bool) -> None:
     together through ``extract_features`` (decoding threads feed the model)."""
     from helpers import mmv, ucf101
     from helpers.standins import ucf101 as mini
-    from helpers.ucf101_features import extract_features
+    from helpers.ucf101.features import extract_features
 
     data = mini.make_mini_ucf101(num_classes=5)
     store_dir = Path(os.environ["COURSE_CACHE_DIR"]) / "bench-store"

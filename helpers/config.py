@@ -191,6 +191,33 @@ def resolve(resource: str, *, is_cached: bool, probe_url: str) -> str:
     return mode
 
 
+#: What each resource's stand-in is, for labels (the default says "random weights").
+_standin_notes: dict[str, str] = {}
+DEFAULT_STANDIN_NOTE = "tiny stand-in: random weights"
+
+
+def set_standin_note(resource: str, note: str) -> None:
+    """Say what ``resource``'s stand-in is (e.g. a small model trained here), for every label."""
+    _standin_notes[resource] = note
+
+
+def standin_label(resources=None) -> str:
+    """The label every number or figure made from stand-ins carries; ``""`` when none is used.
+
+    ``resources``: names of the resources the result was made from, or a dict name -> mode (as
+    the notebooks keep); by default every resource this process has resolved to tiny.
+    """
+    if resources is None:
+        tiny = tiny_resources()
+    elif isinstance(resources, dict):
+        tiny = [name for name, mode in resources.items() if mode == "tiny"]
+    else:
+        tiny = [name for name in ([resources] if isinstance(resources, str) else resources)
+                if _resolved.get(name) == "tiny"]
+    notes = list(dict.fromkeys(_standin_notes.get(name, DEFAULT_STANDIN_NOTE) for name in tiny))
+    return "; ".join(notes)
+
+
 def tiny_resources() -> list[str]:
     """Resources this process has resolved to tiny stand-ins, in the order they were resolved."""
     return [name for name, mode in _resolved.items() if mode == "tiny"]

@@ -6,13 +6,37 @@ matplotlib is imported on first use, not at ``import helpers``.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
+
+from helpers import config
 
 
 def _plt():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def standin_labelled(function):
+    """Stamp the stand-in label (:func:`helpers.config.standin_label`) on the returned figure.
+
+    The label comes from the resolved mode, so no notebook cell can forget it. Callers may pass
+    ``standin=`` (resource names, a name -> mode dict, or ``False`` for pictures that show no
+    model output); by default every resource resolved to tiny in this process counts.
+    """
+    @functools.wraps(function)
+    def wrapper(*args, standin=None, **kwargs):
+        fig = function(*args, **kwargs)
+        label = "" if standin is False else config.standin_label(standin)
+        if label and fig is not None:
+            fig.text(0.5, 1.0, label.upper(), ha="center", va="bottom", color="#b00000",
+                     fontsize=10, fontweight="bold")
+            fig.standin_label = label
+        return fig
+
+    return wrapper
 
 
 def _as_display(frame: np.ndarray) -> np.ndarray:
@@ -22,6 +46,7 @@ def _as_display(frame: np.ndarray) -> np.ndarray:
     return frame
 
 
+@standin_labelled
 def frame_grid(frames, ncols: int = 8, titles=None, title: str | None = None, size: float = 1.6):
     """Show frames ``[N, H, W, 3]`` (uint8, or float in [0, 1]) in a grid."""
     frames = list(frames)
@@ -43,6 +68,7 @@ def frame_grid(frames, ncols: int = 8, titles=None, title: str | None = None, si
     return fig
 
 
+@standin_labelled
 def heatmap(matrix, row_labels, col_labels, title: str | None = None, fmt: str = "{:.2f}",
             cmap: str = "viridis", xlabel: str | None = None, ylabel: str | None = None):
     """Annotated heatmap of a small matrix (e.g. text-video similarities)."""
@@ -69,6 +95,7 @@ def heatmap(matrix, row_labels, col_labels, title: str | None = None, fmt: str =
     return fig
 
 
+@standin_labelled
 def confusion_matrix(labels_true, labels_pred, class_names, normalize: bool = True,
                      title: str | None = None):
     """Confusion matrix (rows: true class, columns: predicted), row-normalised by default."""
@@ -171,6 +198,7 @@ def space_to_depth(clip, step: int = 0, patch: int = 4, corner=None):
 
 # --- milnce: retrieval results and clip animations ---
 
+@standin_labelled
 def retrieval_grid(queries, indices, scores, thumbnails, item_names=None, correct=None,
                    size: float = 1.9, title: str | None = None):
     """Top-k results per query: one row per query, its k best items left to right.
@@ -269,6 +297,7 @@ def protocol_timeline(num_frames: int, test_windows, train_clips=None, fps: floa
     return fig
 
 
+@standin_labelled
 def accuracy_sweep(values, accuracies: dict, xlabel: str, title: str | None = None,
                    log_x: bool = False, chance: float | None = None, mark=None):
     """Accuracy (%) against a setting: one line per entry of ``accuracies`` (label -> list).
@@ -296,6 +325,7 @@ def accuracy_sweep(values, accuracies: dict, xlabel: str, title: str | None = No
     return fig
 
 
+@standin_labelled
 def per_class_accuracy(class_names, accuracies, title: str | None = None, top: int = 40):
     """Horizontal bars of per-class accuracy (fractions; NaN = no test video), worst first.
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from helpers import config
+
 DEFAULT_KS = (1, 5, 10)
 DIRECTIONS = ("text_to_video", "video_to_text")
 
@@ -114,11 +116,18 @@ def both_directions(similarity_matrix, text_to_video=None, ks=DEFAULT_KS) -> dic
             for direction in DIRECTIONS}
 
 
-def format_metrics(results: dict[str, dict], title: str | None = None) -> str:
-    """A small text table of :func:`both_directions` output (recalls in %, MedR in ranks)."""
+def format_metrics(results: dict[str, dict], title: str | None = None, standin=None) -> str:
+    """A small text table of :func:`both_directions` output (recalls in %, MedR in ranks).
+
+    Its first line is the stand-in label (:func:`helpers.config.standin_label`, from ``standin``:
+    resource names or a name -> mode dict; by default every resource resolved to tiny) whenever
+    stand-ins made the numbers.
+    """
     keys = list(next(iter(results.values())).keys())
     header = f"{'direction':<16}" + "".join(f"{k:>8}" for k in keys)
-    lines = [title] if title else []
+    label = config.standin_label(standin)
+    lines = [f"[{label.upper()}]"] if label else []
+    lines += [title] if title else []
     lines.append(header)
     for direction, values in results.items():
         lines.append(f"{direction:<16}" + "".join(f"{values[k]:>8.1f}" for k in keys))

@@ -91,7 +91,7 @@ def test_space_to_depth_packs_each_2x2x2_block_into_channels():
 
 
 def test_temporal_shift_moves_an_eighth_of_the_channels_each_way():
-    from helpers import mmv_models
+    from helpers.mmv import models as mmv_models
 
     frames, channels = 4, 16  # n = 2 channels each way
     x = np.arange(frames * channels, dtype=np.float32).reshape(frames, 1, 1, channels) + 1
@@ -179,7 +179,7 @@ def test_cli_runs_as_a_module():
 
 
 def test_synthetic_clips_move_and_are_in_range():
-    from helpers import mmv_clips
+    from helpers.mmv import clips as mmv_clips
 
     clips, names = mmv_clips.demo_clips(num_frames=6, size=32, mode="tiny")
     assert clips.shape == (3, 6, 32, 32, 3) and clips.dtype == np.float32
@@ -194,9 +194,10 @@ def test_real_mode_clips_come_from_the_gallery_gifs(tmp_path, monkeypatch):
     import http.server
     import threading
 
-    from helpers import config, milnce, mmv_clips, video
+    from helpers import config, milnce, video
 
     # A cache of its own: other tests may have cached different GIFs under the same names.
+    from helpers.mmv import clips as mmv_clips
     monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache"))
 
     served = tmp_path / "commons"
@@ -225,7 +226,8 @@ def test_space_to_depth_picture_shows_the_packed_groups():
     import matplotlib
 
     matplotlib.use("Agg")
-    from helpers import mmv_clips, plots
+    from helpers import plots
+    from helpers.mmv import clips as mmv_clips
 
     clip = mmv_clips.synthetic_clip("moving disc", 4, 32)
     fig = plots.space_to_depth(clip, step=1, patch=4)

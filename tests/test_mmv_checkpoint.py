@@ -14,8 +14,9 @@ import threading
 import numpy as np
 import pytest
 
-from helpers import config, downloads, mmv, mmv_checkpoint
-from helpers.mmv_checkpoint import CheckpointError, TreeEntry, UnsafeCheckpointError
+from helpers import config, downloads, mmv
+from helpers.mmv import checkpoint as mmv_checkpoint
+from helpers.mmv.checkpoint import CheckpointError, TreeEntry, UnsafeCheckpointError
 from helpers.standins import mmv as standin
 
 EXTRA = (TreeEntry("params", "text_audio_video/text_module/~/text_conv1", "b", (2048,), "float32"),

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import mmv, mmv_checkpoint
+from helpers import mmv
+from helpers.mmv import checkpoint as mmv_checkpoint
 from helpers.standins import mmv as standin
 
 DATA = Path(__file__).parent / "data" / "mmv_kat"
@@ -92,7 +93,7 @@ def test_both_pickle_forms_load_exactly_the_visual_subset(case):
 
 
 def test_model_tree_equals_the_official_listing(case):
-    from helpers import mmv_models
+    from helpers.mmv import models as mmv_models
 
     backbone = case[0]
     params, state = mmv_models.tree_shapes(backbone)

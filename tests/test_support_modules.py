@@ -88,3 +88,38 @@ def test_share_gpu_says_when_jax_already_started(monkeypatch):
     applied = gpu.share_gpu()
     assert "restart the kernel" in applied["jax"]
     assert "XLA_PYTHON_CLIENT_PREALLOCATE" not in os.environ
+
+
+def test_locked_makes_a_second_process_wait_for_the_first(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from helpers import atomic
+
+    target = tmp_path / "artefact.bin"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from helpers import atomic\n"
+        f"with atomic.locked({str(target)!r}):\n"
+        "    print('held', flush=True); time.sleep(1.5)\n")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    start = time.monotonic()
+    with atomic.locked(target):
+        waited = time.monotonic() - start
+    holder.wait(timeout=30)
+    assert waited > 0.5, "the lock did not make this process wait for the holder"
+    import filelock
+    import pytest
+
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time; from helpers import atomic\n"
+        f"with atomic.locked({str(target)!r}):\n"
+        "    print('held', flush=True); time.sleep(3)\n")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(filelock.Timeout):
+        with atomic.locked(target, timeout=0.2):
+            pass
+    holder.kill()
+    holder.wait()
+    with atomic.locked(target, timeout=5):  # a killed holder leaves no stale lock
+        pass

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import ucf101_features as uf
-from helpers import ucf101_store as st
+from helpers.ucf101 import features as uf
+from helpers.ucf101 import store as st
 from helpers.standins.ucf101 import make_mini_ucf101
-from helpers.ucf101_sampling import Protocol
+from helpers.ucf101.sampling import Protocol
 
 PROTOCOL = Protocol(num_frames=4, stride=2, train_passes=3, test_windows=2, min_resize=32,
                     crop_size=32)
@@ -124,7 +124,7 @@ def test_resume_after_the_process_is_killed(store, tmp_path):
         sys.path.insert(0, {str(ROOT)!r})
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_ucf101_features import colour_encoder, extract
-        from helpers import ucf101_store as st
+        from helpers.ucf101 import store as st
         calls = 0
         def encoder(clips):
             global calls

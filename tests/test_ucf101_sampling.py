@@ -1,11 +1,11 @@
-"""The protocol's clip sampling, pinned number by number (see helpers/ucf101_sampling.py)."""
+"""The protocol's clip sampling, pinned number by number (see helpers/ucf101/sampling.py)."""
 
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
-from helpers import ucf101_sampling as sm
+from helpers.ucf101 import sampling as sm
 
 P = sm.MMV_PROTOCOL
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ucf101_splits as sp
+from helpers.ucf101 import splits as sp
 from helpers.standins.ucf101 import make_mini_ucf101
 
 CLASSES = "1 ApplyEyeMakeup\n2 HandstandPushups\n3 YoYo\n"

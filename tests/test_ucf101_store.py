@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import ucf101, ucf101_store as st
+from helpers import ucf101
+from helpers.ucf101 import store as st
 from helpers.standins.ucf101 import CLASS_SPECS, make_mini_ucf101, render_video, write_avi
 
 

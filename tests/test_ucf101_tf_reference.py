@@ -6,7 +6,7 @@ Kept in its own file because importing TensorFlow takes seconds; skipped where i
 import numpy as np
 import pytest
 
-from helpers import ucf101_sampling as sm
+from helpers.ucf101 import sampling as sm
 
 tf = pytest.importorskip("tensorflow")
 
@@ -54,7 +54,7 @@ def test_window_starts_match_tf_linspace():
 
 def test_jpeg_decoders(tmp_path):
     """Pillow decodes like TF's accurate DCT; decoder='tensorflow' like the release (TF default)."""
-    from helpers import ucf101_store as st
+    from helpers.ucf101 import store as st
     from helpers.standins.ucf101 import CLASS_SPECS, render_video, write_avi
 
     avi = write_avi(tmp_path / "v_A_g01_c01.avi", render_video(CLASS_SPECS[4], 6, (48, 64)), 25)

@@ -20,7 +20,7 @@ state ``counter``      ``int32`` 1
 =====================  =========================================================================
 
 Tiny mode uses only the visual backbone and the two video heads (the arrays listed in
-``helpers/mmv_trees``); the audio and text parts of the real checkpoints are left out because
+``helpers/mmv/trees``); the audio and text parts of the real checkpoints are left out because
 the video outputs never read them. Weights are random: outputs mean nothing.
 """
 
@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from helpers import atomic, config
-from helpers.mmv_checkpoint import BACKBONES, TreeEntry, expected_tree
+from helpers.mmv.checkpoint import BACKBONES, TreeEntry, expected_tree
 
 RULE = "mmv-kat-v1"
 DEFAULT_SEED = 0

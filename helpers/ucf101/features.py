@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from helpers import atomic
-from helpers.ucf101_sampling import MMV_PROTOCOL, Protocol, test_clips, train_clip
+from helpers.ucf101.sampling import MMV_PROTOCOL, Protocol, test_clips, train_clip
 
 SAMPLINGS = ("train", "test")
 CACHE_VERSION = 1
@@ -165,7 +165,7 @@ def extract_features(store, names, encoder_fn, encoder_name: str, *, sampling: s
                      part_videos: int | None = None, progress: bool = True) -> np.ndarray:
     """Features of every clip of ``names``: ``[V, n, D] float32``.
 
-    ``store``: a :class:`helpers.ucf101_store.FrameStore`. ``names``: video names in the store.
+    ``store``: a :class:`helpers.ucf101.store.FrameStore`. ``names``: video names in the store.
     ``encoder_fn``: ``clips [B, T, S, S, 3] float32 in [0, 1] -> [B, D]`` (numpy or JAX
     array); always called with exactly ``batch_size`` clips (the last batch is padded by
     repeating its last clip and the extra rows dropped), so a jitted encoder compiles once.

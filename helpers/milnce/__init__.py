@@ -671,9 +671,3 @@ def main(argv=None) -> int:
         return 1
     return 2
 
-
-if __name__ == "__main__":
-    # Run the imported module's main, so its classes (MilnceError) are the ones everyone uses.
-    from helpers.milnce import main as _main
-
-    sys.exit(_main())

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from helpers import config, downloads
-from helpers.mmv_checkpoint import (  # noqa: F401  (re-exported)
+from helpers.mmv.checkpoint import (  # noqa: F401  (re-exported)
     BACKBONES,
     CheckpointError,
     UnsafeCheckpointError,
@@ -196,7 +196,7 @@ def _compiled_apply(backbone: str):
     """One jitted forward per backbone (XLA then keeps one executable per input shape)."""
     import jax
 
-    from helpers import mmv_models
+    from helpers.mmv import models as mmv_models
 
     return jax.jit(mmv_models.transformed(backbone).apply)
 
@@ -286,7 +286,7 @@ def load_model(backbone: str, checkpoint=None, batch_size: int | None = None) ->
         source = "in memory"
         if not isinstance(checkpoint, dict) or not {"params", "state"} <= set(checkpoint):
             raise CheckpointError("checkpoint must be a path or a dict with 'params' and 'state'")
-        from helpers.mmv_checkpoint import extract_visual
+        from helpers.mmv.checkpoint import extract_visual
 
         checkpoint = extract_visual(checkpoint, backbone, source)
     return VideoEncoder(backbone, checkpoint, batch_size=batch_size, source=source)
@@ -354,6 +354,3 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
 
-
-if __name__ == "__main__":
-    sys.exit(main())

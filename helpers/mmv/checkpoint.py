@@ -11,7 +11,7 @@ maps Haiku's mapping classes to ``dict``. Any other import a file asks for (``os
 ``builtins.eval``, ...) stops the load with :class:`UnsafeCheckpointError` before anything runs.
 
 :func:`load_checkpoint` then keeps only the visual backbone and the two video heads and checks
-every array against the listing of the official tree (``helpers/mmv_trees/<backbone>.txt``).
+every array against the listing of the official tree (``helpers/mmv/trees/<backbone>.txt``).
 """
 
 from __future__ import annotations
@@ -98,8 +98,8 @@ def expected_tree(backbone: str) -> tuple[TreeEntry, ...]:
     313 params + 474 state arrays for ``s3d``; 162 + 312 for each TSM-ResNet.
     """
     _check_backbone(backbone)
-    resource = importlib.resources.files("helpers").joinpath("mmv_trees", f"{backbone}.txt")
-    return parse_tree_listing(resource.read_text(encoding="utf-8"), f"mmv_trees/{backbone}.txt")
+    resource = importlib.resources.files("helpers.mmv").joinpath("trees", f"{backbone}.txt")
+    return parse_tree_listing(resource.read_text(encoding="utf-8"), f"mmv/trees/{backbone}.txt")
 
 
 def tree_bytes(backbone: str) -> int:

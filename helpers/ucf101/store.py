@@ -477,7 +477,7 @@ def open_or_create_store(root: str | os.PathLike, params: EncodeParams = MMV_ENC
 
 def copy_split_files(splits_dir: str | os.PathLike, store: FrameStore) -> list[Path]:
     """Copy ``classInd.txt`` and the train/test lists into ``<store>/splits`` (atomically)."""
-    from helpers.ucf101_splits import CLASS_INDEX_FILE, SPLITS, find_splits_dir
+    from helpers.ucf101.splits import CLASS_INDEX_FILE, SPLITS, find_splits_dir
 
     source = find_splits_dir(splits_dir)
     names = [CLASS_INDEX_FILE] + [f"{kind}list{n:02d}.txt" for n in SPLITS

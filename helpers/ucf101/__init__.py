@@ -2,12 +2,12 @@
 
 The pieces live in sub-modules, re-exported here:
 
-- :mod:`helpers.ucf101_splits`   official split files (``classInd.txt``, ``trainlist0N.txt``,
+- :mod:`helpers.ucf101.splits`   official split files (``classInd.txt``, ``trainlist0N.txt``,
   ``testlist0N.txt``), finding the videos in either layout;
-- :mod:`helpers.ucf101_store`    the MMV re-encoding (ffmpeg, 25 fps, ``-qscale:v 2``, 20 s)
+- :mod:`helpers.ucf101.store`    the MMV re-encoding (ffmpeg, 25 fps, ``-qscale:v 2``, 20 s)
   into a compact frame store;
-- :mod:`helpers.ucf101_sampling` the protocol's training clips and test windows;
-- :mod:`helpers.ucf101_features` batched, prefetched, cached, resumable feature extraction;
+- :mod:`helpers.ucf101.sampling` the protocol's training clips and test windows;
+- :mod:`helpers.ucf101.features` batched, prefetched, cached, resumable feature extraction;
 - :mod:`helpers.probe`           scaler + ``LinearSVC(C=0.001)``, window-averaged scores.
 
 Where the data comes from (real mode)
@@ -49,16 +49,16 @@ from typing import Callable
 import numpy as np
 
 from helpers import atomic, config, downloads, probe
-from helpers.ucf101_features import (FeatureError, consolidate, extract_features,  # noqa: F401
+from helpers.ucf101.features import (FeatureError, consolidate, extract_features,  # noqa: F401
                                      feature_cache_dir)
-from helpers.ucf101_sampling import (MMV_PROTOCOL, Protocol, TrainDraw, clip_indices,  # noqa: F401
+from helpers.ucf101.sampling import (MMV_PROTOCOL, Protocol, TrainDraw, clip_indices,  # noqa: F401
                                      central_crop_offsets, resize_and_crop, resize_bilinear,
                                      resize_smallest, resized_size, test_clips, test_window_indices,
                                      test_window_starts, train_clip, train_draw, train_start_limit)
-from helpers.ucf101_splits import (SPLITS, Split, SplitError, VideoEntry,  # noqa: F401
+from helpers.ucf101.splits import (SPLITS, Split, SplitError, VideoEntry,  # noqa: F401
                                    available_splits, find_splits_dir, index_videos, load_split,
                                    locate_videos, read_class_index, read_video_list, test_groups)
-from helpers.ucf101_store import (JPEG_DECODERS, MMV_ENCODING, EncodeParams,  # noqa: F401
+from helpers.ucf101.store import (JPEG_DECODERS, MMV_ENCODING, EncodeParams,  # noqa: F401
                                   FrameStore, PrepareReport, StoredVideo, StoreError,
                                   VideoEncodeError, copy_split_files, ffmpeg_command,
                                   prepare_store, reencode_video, split_jpeg_stream)
@@ -306,7 +306,7 @@ def open_store(store_dir, decoder: str = "pillow") -> FrameStore:
     """Open a frame store made by :func:`prepare`.
 
     ``decoder``: ``pillow`` (default) or ``tensorflow``, which decodes the JPEGs exactly as the
-    release did (TensorFlow's default fast DCT; see :mod:`helpers.ucf101_store`).
+    release did (TensorFlow's default fast DCT; see :mod:`helpers.ucf101.store`).
     """
     return FrameStore(store_dir, decoder)
 
@@ -617,6 +617,3 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
-
-if __name__ == "__main__":
-    sys.exit(main())

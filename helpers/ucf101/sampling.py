@@ -251,7 +251,7 @@ def train_clip(video, pass_index: int, protocol: Protocol = MMV_PROTOCOL,
     """Training clip ``pass_index`` of a stored video -> ``[T, crop, crop, 3] float32 [0, 1]``.
 
     ``video``: anything with ``name``, ``num_frames``, ``height``, ``width`` and
-    ``frames(indices) -> [N, H, W, 3] uint8`` (a :class:`helpers.ucf101_store.StoredVideo`).
+    ``frames(indices) -> [N, H, W, 3] uint8`` (a :class:`helpers.ucf101.store.StoredVideo`).
     With ``return_draw``, also returns the :class:`TrainDraw`.
     """
     draw = train_draw(video.name, pass_index, video.num_frames, (video.height, video.width),
