@@ -54,7 +54,10 @@ def ensure_env() -> Path:
         venv.EnvBuilder(with_pip=True).create(VENV)
     pip = [str(py), "-m", "pip", "--disable-pip-version-check"]
     print("Installing the pinned stack (requirements.txt) ...", flush=True)
-    subprocess.run(pip + ["install", "-q", "-r", str(ROOT / "requirements.txt")], check=True)
+    # --no-compile: byte-compiling all of TensorFlow, JAX and SciPy up front costs minutes of CPU
+    # on a 2-core CI machine; Python compiles (and caches) what is imported on first use.
+    subprocess.run(pip + ["install", "-q", "--no-compile", "-r", str(ROOT / "requirements.txt")],
+                   check=True)
     subprocess.run(pip + ["install", "-q", "--no-deps", "--no-build-isolation", "-e", str(ROOT)],
                    check=True)
     STAMP.write_text(_stamp())
