@@ -83,15 +83,20 @@ def banner(resources: dict[str, str] | None = None) -> str | None:
         return None
     verb = "is a generated stand-in" if len(tiny) == 1 else "are generated stand-ins"
     text = BANNER_TEXT.format(what=", ".join(tiny), verb=verb)
+    plain = "!" * 78 + "\n!! " + text + "\n" + "!" * 78
     try:
         from IPython import get_ipython
-        from IPython.display import HTML, display
-
-        if get_ipython() is not None:
-            display(HTML(
-                '<div style="border:4px solid #c00;background:#fee;color:#900;padding:12px;'
-                f'font-size:1.2em;font-weight:bold">&#9888; {text}</div>'))
+        from IPython.display import display
     except ImportError:
-        pass
-    print("!" * 78 + "\n!! " + text + "\n" + "!" * 78)
+        get_ipython = None
+    if get_ipython is not None and get_ipython() is not None:
+        # One output with two forms: JupyterLab and Colab draw the red box, a text-only front
+        # end (nbconvert to text, a terminal) prints the plain form. Printing as well would
+        # show the warning twice in a notebook.
+        display({"text/html": '<div style="border:4px solid #c00;background:#fee;color:#900;'
+                              'padding:12px;font-size:1.2em;font-weight:bold">'
+                              f'&#9888; {text}</div>',
+                 "text/plain": plain}, raw=True)
+    else:
+        print(plain)
     return text
