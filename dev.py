@@ -5,7 +5,10 @@
     python3.11 dev.py test            # make .venv if needed, run the unit tests and every notebook (tiny)
     python3.11 dev.py bench           # the benchmark table (benchmarks/)
     python3.11 dev.py test-browser    # every notebook run in JupyterLab in headless Chromium (tiny)
-    python3.11 dev.py sync-notebooks  # rewrite each notebook's Colab install cell from helpers/_project.py
+    python3.11 dev.py sync-notebooks  # rewrite each notebook's Colab badge and install cell from helpers/_project.py
+    python3.11 dev.py test-colab      # run every notebook (tiny) on Colab's Python 3.13 package set
+                                      # (or only the notebooks named after it)
+    python3.11 dev.py release X.Y.Z   # bump the version, regenerate the cells, commit, tag vX.Y.Z
 
 The environment is rebuilt when requirements.txt or pyproject.toml change (a hash stamp in .venv).
 Only the standard library is used here, so this file runs before anything is installed.
@@ -52,7 +55,10 @@ def ensure_env() -> Path:
         venv.EnvBuilder(with_pip=True).create(VENV)
     pip = [str(py), "-m", "pip", "--disable-pip-version-check"]
     print("Installing the pinned stack (requirements.txt) ...", flush=True)
-    subprocess.run(pip + ["install", "-q", "-r", str(ROOT / "requirements.txt")], check=True)
+    # --no-compile: byte-compiling all of TensorFlow, JAX and SciPy up front costs minutes of CPU
+    # on a 2-core CI machine; Python compiles (and caches) what is imported on first use.
+    subprocess.run(pip + ["install", "-q", "--no-compile", "-r", str(ROOT / "requirements.txt")],
+                   check=True)
     subprocess.run(pip + ["install", "-q", "--no-deps", "--no-build-isolation", "-e", str(ROOT)],
                    check=True)
     STAMP.write_text(_stamp())
@@ -110,6 +116,14 @@ def main(argv: list[str]) -> int:
         args = ["-m", "pytest", "-n", "2", "--dist", "loadfile", "--nbval-lax",
                 "--nbval-cell-timeout=300", "-q", *rest]
         return run(py, *args, env=env)
+    if command == "test-colab":
+        # Colab's runtime, simulated in build/colab/ (tools/colab_env.py); needs Python 3.13.
+        from tools import colab_env
+
+        return colab_env.main(rest)
+    if command == "release":
+        py = ensure_env()
+        return run(py, "-m", "tools.notebooks", "release", *rest)
     if command == "bench":
         py = ensure_env()
         subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from helpers._project import REPO_URL, colab_install_cell
+from helpers._project import colab_badge_url, colab_install_cell
 
 ALLOWED_METADATA = {"kernelspec", "language_info", "colab"}
 REQUIRED_INTRO = ("What you'll do", "What you'll learn", "What you'll need")
@@ -25,8 +25,7 @@ def _headings(markdown: str) -> list[str]:
 
 
 def badge_url(filename: str) -> str:
-    repo = REPO_URL.split("github.com/", 1)[1]
-    return f"https://colab.research.google.com/github/{repo}/blob/main/notebooks/{filename}"
+    return colab_badge_url(filename)
 
 
 def check_notebook(nb, filename: str) -> list[str]:
@@ -43,7 +42,8 @@ def check_notebook(nb, filename: str) -> list[str]:
     if not cells[0].source.lstrip().startswith("# "):
         problems.append("the first cell must start with the H1 title")
     if badge_url(filename) not in cells[0].source:
-        problems.append(f"the first cell lacks an Open-in-Colab badge linking to {badge_url(filename)}")
+        problems.append(f"the first cell lacks an Open-in-Colab badge linking to {badge_url(filename)} "
+                        "(run `python3.11 dev.py sync-notebooks`)")
     if "colab-badge.svg" not in cells[0].source:
         problems.append("the Colab badge image is missing from the first cell")
     intro = "\n".join(c.source for c in cells[: next((i for i, c in enumerate(cells)
