@@ -425,7 +425,7 @@ def _write(url: str, path: Path, handle, block: bytes) -> None:
 
 
 def _progress_bar(total, initial, desc, enabled):
-    from tqdm.auto import tqdm
+    from helpers.progress import bar as tqdm
 
     return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024,
                 desc=desc, disable=not enabled, leave=False)

@@ -32,12 +32,17 @@ def devices(frameworks=("tensorflow", "jax")) -> dict[str, list[str]]:
     """Devices each framework sees. Imports the frameworks: call it only where they are needed."""
     out: dict[str, list[str]] = {}
     if "tensorflow" in frameworks:
-        import tensorflow as tf
+        from helpers import gpu
 
+        tf = gpu.import_tensorflow()
         out["tensorflow"] = [d.name for d in tf.config.list_logical_devices()]
     if "jax" in frameworks:
-        import jax
+        from helpers import gpu
 
+        with gpu.quiet_startup():  # JAX's CUDA probe logs like TensorFlow's
+            import jax
+
+            jax.devices()
         out["jax"] = [f"{d.platform}:{d.id} ({d.device_kind})" for d in jax.devices()]
     return out
 
@@ -72,10 +77,46 @@ BANNER_TEXT = (
 )
 
 
+def labelled(text: str, resources=None) -> str:
+    """``text`` under the stand-in label line (as :func:`helpers.retrieval.format_metrics` puts
+    it) when stand-ins made it; ``text`` unchanged when everything is real. ``resources`` as for
+    :func:`helpers.config.standin_label`. Notebooks print every number a model made through it.
+    """
+    label = config.standin_label(resources)
+    return f"[{label.upper()}]\n{text}" if label else text
+
+
+def environment_line(resources: dict[str, str] | None = None, frameworks=()) -> str:
+    """The one-line report notebooks 01 on print (notebook 00 prints :func:`environment`).
+
+    Python and the main frameworks' versions, their devices (``frameworks``, as for
+    :func:`devices`), and the mode of each resource (``name -> real | tiny``).
+    """
+    found = versions(("tensorflow", "jax", "dm-haiku", "numpy"))
+    parts = [f"python {found.pop('python')}"]
+    parts += [f"{name} {version}" for name, version in found.items() if version != "missing"]
+    if frameworks:
+        for framework, names in devices(frameworks).items():
+            parts.append(f"{framework} on {', '.join(names)}")
+    modes = resources or {}
+    if modes:
+        parts.append("mode: " + ", ".join(f"{name} {mode}" for name, mode in modes.items()))
+    return " | ".join(parts)
+
+
+BANNER_TEXT = (
+    "TINY MODE: {what} {verb} with random weights, not the official ones. "
+    "Every number below (similarities, accuracies, recalls) is meaningless and is NOT a result "
+    "of the real models. Run with internet access (or COURSE_MODE=real) for real results."
+)
+
+
 def banner(resources: dict[str, str] | None = None) -> str | None:
     """Show a loud banner if any resource is a tiny stand-in; return its text (None if all real).
 
-    With no argument, uses every resource this process has resolved to tiny.
+    With no argument, uses every resource this process has resolved to tiny. In a notebook the
+    banner is one output with an HTML and a plain-text form (the front end shows one of them);
+    elsewhere it is printed.
     """
     tiny = [n for n, m in resources.items() if m == "tiny"] if resources is not None \
         else config.tiny_resources()
@@ -83,15 +124,18 @@ def banner(resources: dict[str, str] | None = None) -> str | None:
         return None
     verb = "is a generated stand-in" if len(tiny) == 1 else "are generated stand-ins"
     text = BANNER_TEXT.format(what=", ".join(tiny), verb=verb)
+    plain = "!" * 78 + "\n!! " + text + "\n" + "!" * 78
     try:
         from IPython import get_ipython
-        from IPython.display import HTML, display
+        from IPython.display import display
 
-        if get_ipython() is not None:
-            display(HTML(
-                '<div style="border:4px solid #c00;background:#fee;color:#900;padding:12px;'
-                f'font-size:1.2em;font-weight:bold">&#9888; {text}</div>'))
+        shell = get_ipython()
     except ImportError:
-        pass
-    print("!" * 78 + "\n!! " + text + "\n" + "!" * 78)
+        shell = None
+    if shell is not None and type(shell).__name__ == "ZMQInteractiveShell":
+        display({"text/html": '<div style="border:4px solid #c00;background:#fee;color:#900;'
+                              f'padding:12px;font-size:1.2em;font-weight:bold">&#9888; {text}</div>',
+                 "text/plain": plain}, raw=True)
+    else:
+        print(plain)
     return text

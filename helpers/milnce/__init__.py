@@ -22,11 +22,9 @@ Command line (``python -m helpers.milnce embed --help``)::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -64,56 +62,13 @@ class MilnceError(RuntimeError):
 # Importing TensorFlow and tensorflow_hub, with the fixes for known breakages
 # --------------------------------------------------------------------------------------------
 
-#: Start-up notices TensorFlow's C++ side prints while it is imported, whatever
-#: TF_CPP_MIN_LOG_LEVEL says (they are logged before the level is read). Only lines containing
-#: one of these are dropped; anything else, errors included, is passed on.
-_STARTUP_NOISE = (
-    "All log messages before absl::InitializeLog() is called",
-    "oneDNN custom operations are on",
-    "Could not find cuda drivers on your machine",
-    "This TensorFlow binary is optimized to use available CPU instructions",
-    "To enable the following instructions:",
-    "rebuild TensorFlow with the appropriate compiler flags",
-)
-
-
-@contextlib.contextmanager
-def _quiet_startup():
-    """Route file descriptor 2 through a filter that drops :data:`_STARTUP_NOISE` lines."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real stderr (some embedded interpreters): do nothing
-        yield
-        return
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            lines = captured.read().decode("utf-8", "replace").splitlines()
-            kept = [line for line in lines if not any(n in line for n in _STARTUP_NOISE)]
-            if kept:
-                sys.stderr.write("\n".join(kept) + "\n")
-                sys.stderr.flush()
-
-
 def import_tensorflow():
-    """Import TensorFlow without its start-up chatter (errors still show); return it.
+    """Import TensorFlow without its start-up chatter (:func:`helpers.gpu.import_tensorflow`);
+    return it. Raises :class:`MilnceError` with the fix when TensorFlow is not installed."""
+    from helpers import gpu
 
-    Sets ``TF_CPP_MIN_LOG_LEVEL=2`` unless the user chose a level (INFO and WARNING lines
-    off, errors on), and drops the few notices TensorFlow prints during import regardless.
-    """
-    if "tensorflow" in sys.modules:
-        return sys.modules["tensorflow"]
-    if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
     try:
-        with _quiet_startup():
-            import tensorflow as tf
+        tf = gpu.import_tensorflow()
     except ModuleNotFoundError as err:
         if err.name != "tensorflow":
             raise
@@ -408,7 +363,7 @@ def embed_videos(model, clips, batch_size: int = 8, progress: bool | None = None
     more than one batch). Returns ``{"video_embedding": [N, 512], "mixed_5c": [N, 1024]}``,
     float32 numpy arrays.
     """
-    from tqdm.auto import tqdm
+    from helpers.progress import bar as tqdm
 
     tf = import_tensorflow()
     signature = _signature(model, VIDEO_SIGNATURE)

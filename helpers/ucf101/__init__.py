@@ -147,7 +147,7 @@ def extract_zip(zip_path: str | os.PathLike, dest_dir: str | os.PathLike, member
     right size are skipped, so an interrupted extraction picks up where it stopped. Members with
     absolute paths or ``..`` are refused. Raises :class:`UCF101Error` for a damaged archive.
     """
-    from tqdm.auto import tqdm
+    from helpers.progress import bar as tqdm
 
     dest = Path(dest_dir)
     dest.mkdir(parents=True, exist_ok=True)
