@@ -111,19 +111,29 @@ BANNER_TEXT = (
 )
 
 
-def banner(resources: dict[str, str] | None = None) -> str | None:
-    """Show a loud banner if any resource is a tiny stand-in; return its text (None if all real).
+def banner_text(resources: dict[str, str] | None = None) -> str | None:
+    """The banner's text if any resource is a tiny stand-in, else None.
 
-    With no argument, uses every resource this process has resolved to tiny. In a notebook the
-    banner is one output with an HTML and a plain-text form (the front end shows one of them);
-    elsewhere it is printed.
+    With no argument, uses every resource this process has resolved to tiny.
     """
     tiny = [n for n, m in resources.items() if m == "tiny"] if resources is not None \
         else config.tiny_resources()
     if not tiny:
         return None
     verb = "is a generated stand-in" if len(tiny) == 1 else "are generated stand-ins"
-    text = BANNER_TEXT.format(what=", ".join(tiny), verb=verb)
+    return BANNER_TEXT.format(what=", ".join(tiny), verb=verb)
+
+
+def banner(resources: dict[str, str] | None = None) -> None:
+    """Show a loud banner if any resource is a tiny stand-in (see :func:`banner_text`).
+
+    In a notebook the banner is one output with an HTML and a plain-text form (the front end
+    shows one of them); elsewhere it is printed. Returns nothing, so a notebook cell ending with
+    it shows it once.
+    """
+    text = banner_text(resources)
+    if text is None:
+        return
     plain = "!" * 78 + "\n!! " + text + "\n" + "!" * 78
     try:
         from IPython import get_ipython
@@ -138,4 +148,3 @@ def banner(resources: dict[str, str] | None = None) -> str | None:
                  "text/plain": plain}, raw=True)
     else:
         print(plain)
-    return text

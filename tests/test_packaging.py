@@ -63,7 +63,7 @@ def test_version_and_install_cell_come_from_one_place():
 
 LIGHT_MODULES = ["helpers", "helpers.config", "helpers.downloads", "helpers.atomic",
                  "helpers.report", "helpers.plots", "helpers.gpu", "helpers.video",
-                 "helpers.retrieval", "helpers.probe", "helpers.remote_zip"]
+                 "helpers.retrieval", "helpers.probe", "helpers.progress"]
 
 
 def test_import_helpers_is_quiet_fast_and_framework_free():

@@ -1,25 +1,17 @@
-# Loaded into every notebook kernel the tests start (conftest.py points IPYTHONDIR here): a
-# figure's text/plain form lists its texts (titles, axis titles, stamped labels), so the
-# checks in tests/notebook_output_checks.py can read what a figure says without OCR.
+# Loaded into every notebook kernel the tests start (the root conftest.py points IPYTHONDIR
+# here): a figure's text form lists its texts (titles, axis titles, stamped labels), so the
+# checks in tests/notebook_output_checks.py can read what a figure says without OCR. The
+# inline backend shows a figure as a PNG plus this text.
+import matplotlib.figure as _figure
 
 
-def _describe_figure(fig, printer, cycle):
+def _describe_figure(fig):
     texts = [t.get_text() for t in fig.texts]
     texts += [ax.get_title() for ax in fig.axes if ax.get_title()]
     if getattr(fig, "_suptitle", None) is not None:
         texts.append(fig._suptitle.get_text())
-    label = getattr(fig, "standin_label", "")
-    printer.text(f"<Figure texts={texts!r} standin_label={label!r}>")
+    return f"<Figure texts={texts!r} standin_label={getattr(fig, 'standin_label', '')!r}>"
 
 
-def _register():
-    from IPython import get_ipython
-
-    shell = get_ipython()
-    if shell is not None:
-        formatter = shell.display_formatter.formatters["text/plain"]
-        formatter.for_type_by_name("matplotlib.figure", "Figure", _describe_figure)
-
-
-_register()
-del _register
+_figure.Figure.__repr__ = _describe_figure
+del _figure
