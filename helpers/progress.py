@@ -25,7 +25,8 @@ def live_frontend() -> bool:
 
     True in Colab, and in a kernel that a Jupyter server started for a browser or an editor:
     the server sets ``JPY_SESSION_NAME`` for the kernel (JupyterLab, Notebook 7, Voila), VS Code
-    sets ``VSCODE_PID``. A kernel that ``nbclient`` starts on its own has none of these.
+    sets ``VSCODE_PID`` or ``__vsc_ipynb_file__``. A kernel that ``nbclient`` (``nbconvert
+    --execute``, nbval) starts on its own has none of these.
     """
     if "google.colab" in sys.modules:
         return True
@@ -36,7 +37,8 @@ def live_frontend() -> bool:
     shell = get_ipython()
     if shell is None or type(shell).__name__ != "ZMQInteractiveShell":
         return False  # a terminal, or plain Python: text bars
-    return bool(os.environ.get("JPY_SESSION_NAME") or os.environ.get("VSCODE_PID"))
+    return bool(os.environ.get("JPY_SESSION_NAME") or os.environ.get("VSCODE_PID")
+                or "__vsc_ipynb_file__" in shell.user_ns)
 
 
 def style() -> str:
