@@ -576,10 +576,11 @@ def test_ucf101_cli_fetches_a_few_classes_by_range_requests(server, real, ucf_ar
         folder = real / "real" / "ucf101" / "UCF101"
         _check_videos(folder, ucf_archives, members)
         stats = server.stats(videos_path)
-        # A HEAD for the size, then range requests only: the tail and directory, then the run
+        # HEADs for the size, then range requests only: the tail and directory, then the run
         # of members; every byte of the run crossed once, and far less than the whole zip.
-        assert stats.methods[0] == "HEAD" and all(r is not None for r in stats.ranges[1:])
-        assert set(stats.statuses[1:]) == {206}
+        gets = [(r, status) for m, r, status in zip(stats.methods, stats.ranges, stats.statuses)
+                if m == "GET"]
+        assert gets and all(r is not None and status == 206 for r, status in gets)
         assert (end - start) <= stats.bytes_served < 0.6 * len(ucf_archives["videos"])  # 2 of 5
         requests = stats.requests
         ucf101.download(classes)  # a rerun finds the files: nothing is transferred
