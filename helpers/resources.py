@@ -23,6 +23,7 @@ clips).
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -94,7 +95,7 @@ def path(name: str, chosen: str | None = None, **options):
 
 
 def _lock_path(chosen: str, name: str) -> Path:
-    return config.cache_dir(chosen, "locks") / name
+    return config.cache_dir(chosen, "locks") / re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
 def standin(kind: str, name: str, **options):
