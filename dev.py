@@ -4,6 +4,7 @@
     python3.11 dev.py course          # make .venv if needed, run every notebook into build/notebooks/
     python3.11 dev.py test            # make .venv if needed, run the unit tests and every notebook (tiny)
     python3.11 dev.py bench           # the benchmark table (benchmarks/)
+    python3.11 dev.py test-browser    # every notebook run in JupyterLab in headless Chromium (tiny)
     python3.11 dev.py sync-notebooks  # rewrite each notebook's Colab install cell from helpers/_project.py
 
 The environment is rebuilt when requirements.txt or pyproject.toml change (a hash stamp in .venv).
@@ -64,6 +65,25 @@ def run(py: Path, *args: str, env: dict | None = None) -> int:
     return subprocess.run([str(py), *args], cwd=ROOT, env=merged).returncode
 
 
+def ensure_chromium() -> str | None:
+    """The system Chromium (Debian package ``chromium``), installed with apt when missing and root."""
+    found = shutil.which("chromium")
+    if found:
+        return found
+    if os.name == "posix" and os.geteuid() == 0 and shutil.which("apt-get"):
+        print("Installing Chromium (apt-get install chromium) ...", flush=True)
+        apt = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-q"], env=apt, stdout=subprocess.DEVNULL)
+        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], env=apt,
+                       stdout=subprocess.DEVNULL)
+        found = shutil.which("chromium")
+    if not found:
+        print("error: test-browser needs the Debian/Ubuntu package 'chromium' (no browser is "
+              "downloaded): run `sudo apt-get install chromium`, or pass --chromium PATH",
+              file=sys.stderr)
+    return found
+
+
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "help"
     rest = argv[1:]
@@ -95,6 +115,22 @@ def main(argv: list[str]) -> int:
         subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check",
                         "-r", str(ROOT / "benchmarks" / "requirements.txt")], check=True)
         return run(py, "-m", "benchmarks.run", *rest)
+    if command == "test-browser":
+        py = ensure_env()
+        given = any(a == "--chromium" or a.startswith("--chromium=") for a in rest)
+        chromium = "given" if given else ensure_chromium()
+        if chromium is None:
+            return 2
+        # Tiny mode and a fresh cache of its own, like `test`.
+        shutil.rmtree(BUILD / "browser-cache", ignore_errors=True)
+        env = {
+            "COURSE_MODE": "tiny",
+            "COURSE_CACHE_DIR": str(BUILD / "browser-cache"),
+            "COURSE_DATA_DIR": str(BUILD / "browser-cache" / "data"),
+            "PYTHONUNBUFFERED": "1",
+        }
+        extra = [] if chromium == "given" else ["--chromium", chromium]
+        return run(py, "-m", "tools.browser", *extra, *rest, env=env)
     print(f"unknown command {command!r}\n{__doc__}", file=sys.stderr)
     return 2
 

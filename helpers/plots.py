@@ -257,9 +257,13 @@ def animations_html(clips, titles=None, fps: float = 8.0, width: int = 128) -> s
         data = base64.b64encode(video.to_gif_bytes(np.asarray(clip), fps=fps)).decode("ascii")
         caption = html.escape(str(titles[index])) if titles is not None else str(index)
         cells.append(
-            '<figure style="display:inline-block;margin:4px;text-align:center">'
+            # The figure is as wide as its clip, so a long caption wraps under it instead of
+            # running into its neighbour's; rows of clips line up at the top.
+            f'<figure style="display:inline-block;vertical-align:top;width:{width}px;'
+            'margin:4px;text-align:center">'
             f'<img src="data:image/gif;base64,{data}" width="{width}">'
-            f'<figcaption style="font-size:0.8em">{caption}</figcaption></figure>')
+            '<figcaption style="font-size:0.8em;overflow-wrap:anywhere">'
+            f'{caption}</figcaption></figure>')
     return "<div>" + "".join(cells) + "</div>"
 
 

@@ -143,6 +143,8 @@ def banner(resources: dict[str, str] | None = None) -> None:
     except ImportError:
         shell = None
     if shell is not None and type(shell).__name__ == "ZMQInteractiveShell":
+        # One output with two forms: JupyterLab and Colab draw the red box, a text-only front
+        # end prints the plain form. Printing as well would show the warning twice.
         display({"text/html": '<div style="border:4px solid #c00;background:#fee;color:#900;'
                               f'padding:12px;font-size:1.2em;font-weight:bold">&#9888; {text}</div>',
                  "text/plain": plain}, raw=True)

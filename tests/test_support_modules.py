@@ -53,6 +53,24 @@ def test_banner_only_when_something_is_tiny(capsys):
     assert "is a generated stand-in " in report.banner_text({"MIL-NCE": "tiny"})
 
 
+def test_banner_in_a_notebook_is_one_output_not_two(monkeypatch, capsys):
+    import IPython
+    import IPython.display
+
+    class ZMQInteractiveShell:  # what a notebook kernel runs
+        pass
+
+    shown = []
+    monkeypatch.setattr(IPython, "get_ipython", lambda: ZMQInteractiveShell())
+    monkeypatch.setattr(IPython.display, "display", lambda obj, raw=False: shown.append((obj, raw)))
+    assert report.banner({"MIL-NCE": "tiny"}) is None  # nothing for a cell to echo again
+    text = report.banner_text({"MIL-NCE": "tiny"})
+    assert capsys.readouterr().out == ""  # JupyterLab would show a printed copy under the box
+    [(bundle, raw)] = shown
+    assert raw and set(bundle) == {"text/html", "text/plain"}
+    assert text in bundle["text/html"] and text in bundle["text/plain"]
+
+
 def test_plots_return_figures_with_the_right_content():
     frames = np.random.default_rng(0).uniform(size=(5, 8, 8, 3)).astype(np.float32)
     fig = plots.frame_grid(frames, ncols=3, titles=list("abcde"))
