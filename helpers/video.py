@@ -561,7 +561,7 @@ def load_clips(paths: Iterable, sampler: Callable = colab_clip, progress: bool |
     lists those files in order, ``failures`` the :class:`VideoError` of each skipped file.
     ``progress``: show a progress bar (default: when there is more than one file).
     """
-    from tqdm.auto import tqdm
+    from helpers.progress import bar as tqdm
 
     paths = [Path(p) for p in paths]
     show = len(paths) > 1 if progress is None else progress

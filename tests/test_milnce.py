@@ -360,7 +360,9 @@ def test_float64_is_cast_by_embed_and_explained_when_called_by_hand(model):
 def test_startup_filter_drops_only_known_noise(capfd):
     import os
 
-    with milnce._quiet_startup():
+    from helpers import gpu
+
+    with gpu.quiet_startup():
         os.write(2, b"I0000 port.cc:153] oneDNN custom operations are on. You may see ...\n")
         os.write(2, b"E0000 something.cc:1] a real error\n")
     err = capfd.readouterr().err

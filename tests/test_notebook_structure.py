@@ -81,3 +81,17 @@ def test_checker_rejects_a_badge_that_opens_another_revision():
     assert f"/blob/{REPO_REF}/notebooks/{name}" in nb.cells[0].source
     nb.cells[0].source = nb.cells[0].source.replace(f"/blob/{REPO_REF}/", "/blob/main/")
     assert any("badge" in p and REPO_REF in p for p in check_notebook(nb, name))
+
+
+def test_checker_rejects_an_exercise_without_a_solution():
+    nb = _good()
+    for cell in nb.cells:
+        if cell.source.startswith("# Solution 2"):
+            cell.source = cell.source.replace("# Solution 2", "# worked example")
+    assert any("exercise 2 has no solution" in p for p in check_notebook(nb, NOTEBOOKS[0].name))
+
+
+def test_checker_rejects_the_long_environment_report_after_notebook_00():
+    nb = nbformat.read(NOTEBOOKS[1], as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("print(report.environment())"))
+    assert any("environment_line" in p for p in check_notebook(nb, NOTEBOOKS[1].name))

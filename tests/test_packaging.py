@@ -201,7 +201,7 @@ def test_release_bumps_the_version_rewrites_the_cells_commits_and_tags(tmp_path,
 
 LIGHT_MODULES = ["helpers", "helpers.config", "helpers.downloads", "helpers.atomic",
                  "helpers.report", "helpers.plots", "helpers.gpu", "helpers.video",
-                 "helpers.retrieval", "helpers.probe", "helpers.remote_zip"]
+                 "helpers.retrieval", "helpers.probe", "helpers.progress"]
 
 
 def test_import_helpers_is_quiet_fast_and_framework_free():

@@ -22,17 +22,15 @@ Command line (``python -m helpers.milnce embed --help``)::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from helpers import checks, config
+from helpers import checks, config, resources
 
 HANDLE = "https://tfhub.dev/deepmind/mil-nce/s3d/1"
 #: The handle below the ``tfhub`` base URL of :mod:`helpers.config`.
@@ -64,56 +62,13 @@ class MilnceError(RuntimeError):
 # Importing TensorFlow and tensorflow_hub, with the fixes for known breakages
 # --------------------------------------------------------------------------------------------
 
-#: Start-up notices TensorFlow's C++ side prints while it is imported, whatever
-#: TF_CPP_MIN_LOG_LEVEL says (they are logged before the level is read). Only lines containing
-#: one of these are dropped; anything else, errors included, is passed on.
-_STARTUP_NOISE = (
-    "All log messages before absl::InitializeLog() is called",
-    "oneDNN custom operations are on",
-    "Could not find cuda drivers on your machine",
-    "This TensorFlow binary is optimized to use available CPU instructions",
-    "To enable the following instructions:",
-    "rebuild TensorFlow with the appropriate compiler flags",
-)
-
-
-@contextlib.contextmanager
-def _quiet_startup():
-    """Route file descriptor 2 through a filter that drops :data:`_STARTUP_NOISE` lines."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real stderr (some embedded interpreters): do nothing
-        yield
-        return
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            lines = captured.read().decode("utf-8", "replace").splitlines()
-            kept = [line for line in lines if not any(n in line for n in _STARTUP_NOISE)]
-            if kept:
-                sys.stderr.write("\n".join(kept) + "\n")
-                sys.stderr.flush()
-
-
 def import_tensorflow():
-    """Import TensorFlow without its start-up chatter (errors still show); return it.
+    """Import TensorFlow without its start-up chatter (:func:`helpers.gpu.import_tensorflow`);
+    return it. Raises :class:`MilnceError` with the fix when TensorFlow is not installed."""
+    from helpers import gpu
 
-    Sets ``TF_CPP_MIN_LOG_LEVEL=2`` unless the user chose a level (INFO and WARNING lines
-    off, errors on), and drops the few notices TensorFlow prints during import regardless.
-    """
-    if "tensorflow" in sys.modules:
-        return sys.modules["tensorflow"]
-    if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
     try:
-        with _quiet_startup():
-            import tensorflow as tf
+        tf = gpu.import_tensorflow()
     except ModuleNotFoundError as err:
         if err.name != "tensorflow":
             raise
@@ -174,11 +129,11 @@ def cache_folder(handle: str, mode: str) -> Path:
     Only computes the path (the layout of ``config.tfhub_cache_dir``): asking about the real
     cache from tiny mode creates nothing there.
     """
-    from helpers.standins.milnce import cache_folder_name
+    from helpers.downloads import hub_cache_folder
 
     if mode not in ("real", "tiny"):
         raise ValueError(f"mode must be 'real' or 'tiny', got {mode!r}")
-    return config.cache_root() / mode / "tfhub_modules" / cache_folder_name(handle)
+    return hub_cache_folder(handle, config.cache_root() / mode / "tfhub_modules")
 
 
 def _is_cached(folder: Path) -> bool:
@@ -201,14 +156,17 @@ def resolve_mode(handle: str | None = None) -> str:
     :func:`default_handle`.
     """
     handle = handle or default_handle()
-    mode = config.resolve(RESOURCE, is_cached=_is_cached(cache_folder(handle, "real")),
-                          probe_url=handle)
-    cache = config.tfhub_cache_dir(mode)
+    mode = resources.mode(RESOURCE, handle=handle)
+    config.tfhub_cache_dir(mode)
     if mode == "tiny":
-        from helpers.standins import milnce as standin
-
-        standin.ensure_in_cache(cache, handle)
+        resources.path(RESOURCE, "tiny", handle=handle)
     return mode
+
+
+# hub.load downloads the real module itself (into TFHUB_CACHE_DIR), so "fetching" it is
+# naming its handle; the registry decides, and builds the stand-in (helpers.resources).
+resources.register(RESOURCE, "milnce", is_cached=lambda handle: _is_cached(cache_folder(handle, "real")),
+                   probe_url=lambda handle: handle, fetch=lambda handle: handle)
 
 
 def _looks_local(handle: str) -> bool:
@@ -405,7 +363,7 @@ def embed_videos(model, clips, batch_size: int = 8, progress: bool | None = None
     more than one batch). Returns ``{"video_embedding": [N, 512], "mixed_5c": [N, 1024]}``,
     float32 numpy arrays.
     """
-    from tqdm.auto import tqdm
+    from helpers.progress import bar as tqdm
 
     tf = import_tensorflow()
     signature = _signature(model, VIDEO_SIGNATURE)
@@ -535,30 +493,39 @@ class SampleVideo:
     credit: str
 
 
-def gallery_mode() -> str:
-    """``real`` (the colab's Wikimedia GIFs) or ``tiny`` (generated clips) for the gallery."""
+def _gallery_cached() -> bool:
     folder = config.cache_root() / "real" / "milnce_gallery"  # looked at, not created
-    cached = all((folder / res.filename).exists() for res, _ in COLAB_VIDEOS)
-    return config.resolve(GALLERY_RESOURCE, is_cached=cached, probe_url=config.url("wikimedia"))
+    return all((folder / res.filename).exists() for res, _ in COLAB_VIDEOS)
 
 
-def sample_videos(mode: str | None = None) -> list[SampleVideo]:
-    """The gallery: in real mode the colab's three GIFs (downloaded once, verified, cached);
-    in tiny mode generated clips (:mod:`helpers.standins.clips`, written once to ``data/``)."""
+def _fetch_gallery() -> list[SampleVideo]:
     from helpers import downloads
 
-    mode = mode or gallery_mode()
-    if mode == "tiny":
-        from helpers.standins import clips
-
-        return [SampleVideo(Path(c["path"]), c["caption"], c["label"], "generated stand-in clip")
-                for c in clips.generate(config.data_dir("milnce_gallery"))]
     folder = config.cache_dir("real", "milnce_gallery")
     out = []
     for resource, query in COLAB_VIDEOS:
         path = downloads.fetch(resource, folder)
         out.append(SampleVideo(path, query, query, f"{resource.filename} {resource.licence}"))
     return out
+
+
+resources.register(GALLERY_RESOURCE, "milnce_gallery", is_cached=_gallery_cached,
+                   probe_url=lambda: config.url("wikimedia"), fetch=_fetch_gallery)
+
+
+def gallery_mode() -> str:
+    """``real`` (the colab's Wikimedia GIFs) or ``tiny`` (generated clips) for the gallery."""
+    return resources.mode(GALLERY_RESOURCE)
+
+
+def sample_videos(mode: str | None = None) -> list[SampleVideo]:
+    """The gallery: in real mode the colab's three GIFs (downloaded once, verified, cached);
+    in tiny mode generated clips (written once to ``data/``); see :mod:`helpers.resources`."""
+    mode = mode or gallery_mode()
+    if mode == "real":
+        return resources.path(GALLERY_RESOURCE, "real")
+    return [SampleVideo(Path(c["path"]), c["caption"], c["label"], "generated stand-in clip")
+            for c in resources.path(GALLERY_RESOURCE, mode)]
 
 
 def compare_with_published(scores) -> tuple[str, bool]:

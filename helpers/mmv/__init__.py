@@ -36,7 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers import config, downloads
+from helpers import config, downloads, resources
+from helpers.mmv.clips import space_to_depth  # noqa: F401  (re-exported)
 from helpers.mmv.checkpoint import (  # noqa: F401  (re-exported)
     BACKBONES,
     CheckpointError,
@@ -110,10 +111,8 @@ def _real_path(backbone: str) -> Path:
 
 
 def resolve_mode(backbone: str) -> str:
-    """``"real"`` or ``"tiny"`` for ``backbone``'s checkpoint (see :func:`helpers.config.resolve`)."""
-    _check_backbone(backbone)
-    return config.resolve(f"mmv_{backbone}", is_cached=_real_path(backbone).is_file(),
-                          probe_url=RESOURCES[backbone].url)
+    """``"real"`` or ``"tiny"`` for ``backbone``'s checkpoint (see :mod:`helpers.resources`)."""
+    return resources.mode(f"mmv_{_check_backbone(backbone)}")
 
 
 def checkpoint_path(backbone: str, mode: str | None = None) -> Path:
@@ -124,14 +123,11 @@ def checkpoint_path(backbone: str, mode: str | None = None) -> Path:
     weights in the official format, generated once into ``<cache>/tiny/mmv/``.
     ``mode`` defaults to :func:`resolve_mode`. Raises :class:`helpers.downloads.DownloadError`.
     """
-    _check_backbone(backbone)
-    mode = mode or resolve_mode(backbone)
-    if mode == "tiny":
-        from helpers.standins import mmv as standin
+    return resources.path(f"mmv_{_check_backbone(backbone)}", mode)
 
-        return standin.tiny_checkpoint(backbone)
-    if mode != "real":
-        raise config.ConfigError(f"mode must be 'real' or 'tiny', got {mode!r}")
+
+def _download_checkpoint(backbone: str) -> Path:
+    """The real checkpoint, downloaded once and checked for a plausible size."""
     resource = RESOURCES[backbone]
     path = downloads.fetch(resource, config.cache_dir("real", "mmv"))
     minimum = tree_bytes(backbone)  # no published sizes: the video part alone is a lower bound
@@ -144,25 +140,15 @@ def checkpoint_path(backbone: str, mode: str | None = None) -> Path:
     return path
 
 
+for _backbone in BACKBONES:
+    resources.register(f"mmv_{_backbone}", "mmv",
+                       is_cached=lambda b=_backbone: _real_path(b).is_file(),
+                       probe_url=lambda b=_backbone: RESOURCES[b].url,
+                       fetch=lambda b=_backbone: _download_checkpoint(b))
+del _backbone
+
+
 # --------------------------------------------------------------------------- clips
-
-
-def space_to_depth(clip: np.ndarray) -> np.ndarray:
-    """``[B, T, H, W, C]`` -> ``[B, T/2, H/2, W/2, 8C]``: each 2x2x2 block of pixels becomes channels.
-
-    Channel ``((dt * 2 + dh) * 2 + dw) * C + c`` holds pixel ``(2t + dt, 2h + dh, 2w + dw)``,
-    colour ``c``. S3D-G applies it to its input so that its first convolution (7x7x7 at stride
-    2 in the paper) runs as a 2x4x4 convolution at stride 1. Works on numpy and JAX arrays.
-    Raises ``ValueError`` for odd T, H or W.
-    """
-    if clip.ndim != 5:
-        raise ValueError(f"space-to-depth needs [B, T, H, W, C], got shape {tuple(clip.shape)}")
-    b, t, h, w, c = clip.shape
-    if t % 2 or h % 2 or w % 2:
-        raise ValueError(f"space-to-depth needs even T, H and W, got shape {tuple(clip.shape)}")
-    x = clip.reshape(b, t // 2, 2, h // 2, 2, w // 2, 2, c)
-    x = x.transpose(0, 1, 3, 5, 2, 4, 6, 7)
-    return x.reshape(b, t // 2, h // 2, w // 2, 8 * c)
 
 
 def check_clips(clips, backbone: str, what: str = "clips") -> np.ndarray:

@@ -239,7 +239,7 @@ def build_module(dest_dir, tf1_style: bool = False, seed: int = 0) -> Path:
     SavedModel. ``seed``: the random weights (same seed, same module outputs).
     Returns ``dest_dir``. Imports TensorFlow.
     """
-    from helpers.milnce import import_tensorflow
+    from helpers.gpu import import_tensorflow
 
     tf = import_tensorflow()
     dest = Path(dest_dir)

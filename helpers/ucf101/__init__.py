@@ -48,7 +48,7 @@ from typing import Callable
 
 import numpy as np
 
-from helpers import atomic, config, downloads, probe
+from helpers import atomic, config, downloads, probe, resources
 from helpers.ucf101.features import (FeatureError, consolidate, extract_features,  # noqa: F401
                                      feature_cache_dir)
 from helpers.ucf101.sampling import (MMV_PROTOCOL, Protocol, TrainDraw, clip_indices,  # noqa: F401
@@ -110,8 +110,12 @@ def _real_data_present() -> bool:
 
 def resolve_mode() -> str:
     """``real`` or ``tiny`` for the UCF101 data (see :func:`helpers.config.resolve`)."""
-    return config.resolve("ucf101", is_cached=_real_data_present(),
-                          probe_url=config.url("ucf101_videos"))
+    return resources.mode("ucf101")
+
+
+resources.register("ucf101", "ucf101", is_cached=_real_data_present,
+                   probe_url=lambda: config.url("ucf101_videos"),
+                   fetch=lambda classes=None: download(classes))
 
 
 def protocol_for(mode: str) -> Protocol:
@@ -147,7 +151,7 @@ def extract_zip(zip_path: str | os.PathLike, dest_dir: str | os.PathLike, member
     right size are skipped, so an interrupted extraction picks up where it stopped. Members with
     absolute paths or ``..`` are refused. Raises :class:`UCF101Error` for a damaged archive.
     """
-    from tqdm.auto import tqdm
+    from helpers.progress import bar as tqdm
 
     dest = Path(dest_dir)
     dest.mkdir(parents=True, exist_ok=True)
@@ -221,20 +225,16 @@ def download_subset(video_names, dest_dir: str | os.PathLike | None = None,
     ``video_names``: names like ``v_ApplyEyeMakeup_g08_c01`` (e.g. the entries of
     ``load_split(...).restrict([...])``). ``fetch_members(url, members, dest_dir)`` does the
     transfer: it must write each zip member under ``dest_dir`` at its path in the zip. By default
-    it is ``helpers.remote_zip.fetch_members`` (range-request download, where available).
+    it is :func:`helpers.ucf101.remote.fetch_members` (HTTP range requests through fsspec).
     """
     dest = Path(dest_dir) if dest_dir is not None else real_dir()
     members = zip_member_names(video_names)
     todo = [m for m in members if not (dest / m).is_file()]
     if todo:
         if fetch_members is None:
-            try:
-                from helpers import remote_zip
-            except ImportError:
-                raise UCF101Error(
-                    "downloading a subset of UCF101 needs helpers.remote_zip (range requests); "
-                    "download the whole zip with download_videos() instead") from None
-            fetch_members = functools.partial(remote_zip.fetch_members, progress=progress)
+            from helpers.ucf101 import remote
+
+            fetch_members = functools.partial(remote.fetch_members, progress=progress)
         fetch_members(VIDEOS_ZIP.url, todo, dest)
     return dest / ZIP_VIDEOS_FOLDER
 
@@ -259,16 +259,14 @@ def download(classes=None, dest_dir: str | os.PathLike | None = None, progress: 
 
 def tiny_dataset(**kwargs) -> DatasetPaths:
     """Generate (once) the mini-UCF101 stand-in; ``kwargs`` go to ``make_mini_ucf101``."""
-    from helpers.standins.ucf101 import make_mini_ucf101
-
-    mini = make_mini_ucf101(**kwargs)
+    mini = resources.path("ucf101", "tiny", **kwargs)
     return DatasetPaths(mini.videos_dir, mini.splits_dir, "tiny")
 
 
 def dataset(mode: str | None = None, classes=None) -> DatasetPaths:
     """The UCF101 of ``mode`` (default :func:`resolve_mode`): download, or generate the stand-in."""
     mode = mode or resolve_mode()
-    return download(classes) if mode == "real" else tiny_dataset()
+    return resources.path("ucf101", "real", classes=classes) if mode == "real" else tiny_dataset()
 
 
 # --- re-encoding -------------------------------------------------------------------------------

@@ -308,7 +308,7 @@ def _producer(batches, videos, sampling, protocol, workers, out_queue, stop):
 
 def _run(videos, pending, n, sampling, protocol, encoder_fn, batch_size, workers, prefetch,
          part_videos, folder, fingerprints, progress, encoder_name):
-    from tqdm.auto import tqdm
+    from helpers.progress import bar as tqdm
 
     items = [(name, k) for name in pending for k in range(n)]
     batches = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]

@@ -537,7 +537,7 @@ def prepare_store(sources, store_dir: str | os.PathLike, *, params: EncodeParams
     never fatal. ``workers``: parallel ffmpeg processes (default: the number of CPUs).
     Returns a :class:`PrepareReport`.
     """
-    from tqdm.auto import tqdm
+    from helpers.progress import bar as tqdm
 
     sources = dict(sources.items() if isinstance(sources, dict) else sources)
     exe = ffmpeg_exe()
