@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from helpers import atomic
-from helpers.ucf101.sampling import MMV_PROTOCOL, Protocol, test_clips, train_clip
+from helpers.ucf101.sampling import MMV_PROTOCOL, Protocol, test_clips, train_clips
 
 SAMPLINGS = ("train", "test")
 CACHE_VERSION = 1
@@ -62,10 +62,12 @@ def clips_per_video(sampling: str, protocol: Protocol) -> int:
     return protocol.train_passes if sampling == "train" else protocol.test_windows
 
 
-def cache_settings(encoder_name: str, sampling: str, protocol: Protocol, store) -> dict:
+def cache_settings(encoder_name: str, sampling: str, protocol: Protocol, store,
+                   clip_input: str = "float") -> dict:
     """Everything cached features depend on (written to ``meta.json``)."""
     clips_per_video(sampling, protocol)
-    return {
+    extra = {} if clip_input == "float" else {"clip_input": clip_input}
+    return {**extra,
         "cache_version": CACHE_VERSION,
         "encoder": encoder_name,
         "sampling": sampling,
@@ -77,9 +79,9 @@ def cache_settings(encoder_name: str, sampling: str, protocol: Protocol, store) 
 
 
 def feature_cache_dir(cache_dir: str | os.PathLike, encoder_name: str, sampling: str,
-                      protocol: Protocol, store) -> Path:
+                      protocol: Protocol, store, clip_input: str = "float") -> Path:
     """The folder holding cached features for these settings (see the module docstring)."""
-    settings = cache_settings(encoder_name, sampling, protocol, store)
+    settings = cache_settings(encoder_name, sampling, protocol, store, clip_input)
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     return Path(cache_dir) / _safe(encoder_name) / f"{sampling}-{digest}"
 
@@ -162,7 +164,8 @@ def _check_meta(folder: Path, settings: dict) -> None:
 def extract_features(store, names, encoder_fn, encoder_name: str, *, sampling: str,
                      protocol: Protocol = MMV_PROTOCOL, cache_dir: str | os.PathLike | None,
                      batch_size: int = 8, workers: int | None = None, prefetch: int = 2,
-                     part_videos: int | None = None, progress: bool = True) -> np.ndarray:
+                     part_videos: int | None = None, progress: bool = True,
+                     clip_input: str = "float") -> np.ndarray:
     """Features of every clip of ``names``: ``[V, n, D] float32``.
 
     ``store``: a :class:`helpers.ucf101.store.FrameStore`. ``names``: video names in the store.
@@ -174,6 +177,11 @@ def extract_features(store, names, encoder_fn, encoder_name: str, *, sampling: s
     axis 1 is the pass) or ``test`` (``n = protocol.test_windows`` windows). ``cache_dir``:
     root of the feature cache (``None``: no caching). ``workers``: decoding threads (default:
     CPU count). ``part_videos``: videos per cache part (default: about 512 clips' worth).
+    ``clip_input``: what ``encoder_fn`` is given (:data:`helpers.ucf101.sampling.OUTPUTS`):
+    ``float`` clips (above), ``uint8`` clips (the same grey levels; the encoder divides by 255),
+    or ``raw``: ``encoder_fn(frames [B, T, H, W, 3] uint8, params [B, 3] int32)`` with the
+    decoded frames and each clip's (crop top, crop left, flip), for an encoder that resizes on
+    its accelerator (:func:`helpers.ucf101.device.device_encoder`).
 
     Raises :class:`FeatureError` for a video not in the store or an encoder output of the
     wrong shape; an exception from the encoder propagates after the finished parts are saved.
@@ -196,8 +204,9 @@ def extract_features(store, names, encoder_fn, encoder_name: str, *, sampling: s
     done: dict[str, np.ndarray] = {}
     folder = None
     if cache_dir is not None:
-        settings = cache_settings(encoder_name, sampling, protocol, store)
-        folder = feature_cache_dir(cache_dir, encoder_name, sampling, protocol, store)
+        settings = cache_settings(encoder_name, sampling, protocol, store, clip_input)
+        folder = feature_cache_dir(cache_dir, encoder_name, sampling, protocol, store,
+                                   clip_input)
         _check_meta(folder, settings)
         done, _ = _load_parts(folder, set(names), fingerprints)
     pending = [name for name in names if name not in done]
@@ -205,7 +214,7 @@ def extract_features(store, names, encoder_fn, encoder_name: str, *, sampling: s
         part_videos = part_videos or max(1, 512 // n)
         computed = _run(videos, pending, n, sampling, protocol, encoder_fn, batch_size,
                         workers, prefetch, part_videos, folder, fingerprints, progress,
-                        encoder_name)
+                        encoder_name, clip_input)
         done.update(computed)
         if folder is not None and len(list(folder.glob("part-*.npz"))) > MAX_PARTS:
             consolidate(folder)
@@ -216,16 +225,32 @@ def extract_features(store, names, encoder_fn, encoder_name: str, *, sampling: s
     return np.stack([done[name] for name in names]).astype(np.float32, copy=False)
 
 
-def _build(video, ks, sampling, protocol):
+def _build(video, ks, sampling, protocol, clip_input):
     if sampling == "train":
-        return np.stack([train_clip(video, k, protocol) for k in ks])
-    return test_clips(video, protocol, windows=ks)
+        return train_clips(video, ks, protocol, output=clip_input)
+    return test_clips(video, protocol, windows=ks, output=clip_input)
+
+
+def _concat(parts):
+    """Join per-video clip arrays (or, for raw input, tuples of arrays) along the batch."""
+    if isinstance(parts[0], tuple):
+        return tuple(np.concatenate(group) for group in zip(*parts))
+    return np.concatenate(parts)
+
+
+def _pad(clips, size):
+    """Repeat the last clip up to ``size`` clips (arrays or tuples of arrays)."""
+    if isinstance(clips, tuple):
+        return tuple(_pad(c, size) for c in clips)
+    if len(clips) == size:
+        return clips
+    return np.concatenate([clips, np.repeat(clips[-1:], size - len(clips), axis=0)])
 
 
 _STOP = object()
 
 
-def _producer(batches, videos, sampling, protocol, workers, out_queue, stop):
+def _producer(batches, videos, sampling, protocol, workers, out_queue, stop, clip_input):
     """Build the clips of each batch (grouped by video) and queue them; runs in a thread."""
 
     def put(item) -> bool:
@@ -243,9 +268,9 @@ def _producer(batches, videos, sampling, protocol, workers, out_queue, stop):
                 groups: dict[str, list[int]] = {}
                 for name, k in batch:
                     groups.setdefault(name, []).append(k)
-                built = pool.map(lambda item: _build(videos[item[0]], item[1], sampling, protocol),
-                                 groups.items())
-                if not put((batch, np.concatenate(list(built)))):
+                built = pool.map(lambda item: _build(videos[item[0]], item[1], sampling, protocol,
+                                                     clip_input), groups.items())
+                if not put((batch, _concat(list(built)))):
                     return
     except BaseException as err:  # handed to the consumer, which re-raises it
         put(err)
@@ -254,7 +279,7 @@ def _producer(batches, videos, sampling, protocol, workers, out_queue, stop):
 
 
 def _run(videos, pending, n, sampling, protocol, encoder_fn, batch_size, workers, prefetch,
-         part_videos, folder, fingerprints, progress, encoder_name):
+         part_videos, folder, fingerprints, progress, encoder_name, clip_input="float"):
     from tqdm.auto import tqdm
 
     items = [(name, k) for name in pending for k in range(n)]
@@ -262,7 +287,8 @@ def _run(videos, pending, n, sampling, protocol, encoder_fn, batch_size, workers
     out_queue: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
     stop = threading.Event()
     thread = threading.Thread(target=_producer, name="clip-prefetch", daemon=True,
-                              args=(batches, videos, sampling, protocol, workers, out_queue, stop))
+                              args=(batches, videos, sampling, protocol, workers, out_queue, stop,
+                                    clip_input))
     rows: dict[str, list] = {}
     finished: list[str] = []  # complete videos not yet written to a part
     results: dict[str, np.ndarray] = {}
@@ -288,10 +314,9 @@ def _run(videos, pending, n, sampling, protocol, encoder_fn, batch_size, workers
                 raise got
             batch, clips = got
             count = len(batch)
-            if count < batch_size:  # pad: the encoder always sees the same shape
-                pad = np.repeat(clips[-1:], batch_size - count, axis=0)
-                clips = np.concatenate([clips, pad])
-            features = np.asarray(encoder_fn(clips), dtype=np.float32)
+            clips = _pad(clips, batch_size)  # the encoder always sees the same shape
+            features = np.asarray(encoder_fn(*clips) if isinstance(clips, tuple)
+                                  else encoder_fn(clips), dtype=np.float32)
             if features.ndim != 2 or features.shape[0] != batch_size:
                 raise FeatureError(f"encoder {encoder_name} returned shape {features.shape} for "
                                    f"{batch_size} clips; expected [{batch_size}, D]")
