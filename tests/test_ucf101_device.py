@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from helpers.ucf101 import device, kernels
+from test_ucf101_features import store  # noqa: F401 - the fixture (a small frame store)
 from helpers.ucf101 import sampling as sm
 
 
@@ -97,3 +98,24 @@ def test_test_windows_asked_in_parts_decode_each_frame_once():
                             sm.test_clips(video, protocol, windows=range(6, 10))])
     np.testing.assert_array_equal(parts, whole)
     assert video.decoded == first  # the second and third calls decoded nothing
+
+
+def test_extraction_with_uint8_and_raw_inputs_matches_the_float_path(store, tmp_path):
+    from test_ucf101_features import PROTOCOL, colour_encoder, extract
+
+    names = store.names()[:5]
+    for sampling in ("train", "test"):
+        want = extract(store, names, colour_encoder, None, sampling=sampling)
+        greys = extract(store, names, lambda clips: colour_encoder(clips / np.float32(255)),
+                        tmp_path, sampling=sampling, clip_input="uint8")
+        # The same clips exactly; colour_encoder's means may round differently in another
+        # batch layout only, and the layout is the same here.
+        np.testing.assert_array_equal(greys, want)
+        on_device = device.device_encoder(lambda clips: colour_encoder(np.asarray(clips)),
+                                          PROTOCOL)
+        raw = extract(store, names, on_device, tmp_path, sampling=sampling, clip_input="raw")
+        # Pixels within one grey level (above): means within 1/255, spreads about as close.
+        np.testing.assert_allclose(raw, want, atol=2 / 255)
+    # The cache keeps the three inputs apart.
+    folders = {p.name for p in (tmp_path / "colour-v1").iterdir()}
+    assert len(folders) == 4  # uint8 and raw, for train and test

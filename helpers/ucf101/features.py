@@ -172,6 +172,7 @@ def extract_features(store, names, encoder_fn, encoder_name: str, *, sampling: s
     ``encoder_fn``: ``clips [B, T, S, S, 3] float32 in [0, 1] -> [B, D]`` (numpy or JAX
     array); always called with exactly ``batch_size`` clips (the last batch is padded by
     repeating its last clip and the extra rows dropped), so a jitted encoder compiles once.
+    The clip arrays are reused for later batches: ``encoder_fn`` must not keep them.
     ``encoder_name``: names the encoder *and its weights* in the cache key (say which
     checkpoint). ``sampling``: ``train`` (``n = protocol.train_passes`` augmented clips per video;
     axis 1 is the pass) or ``test`` (``n = protocol.test_windows`` windows). ``cache_dir``:
@@ -225,32 +226,66 @@ def extract_features(store, names, encoder_fn, encoder_name: str, *, sampling: s
     return np.stack([done[name] for name in names]).astype(np.float32, copy=False)
 
 
-def _build(video, ks, sampling, protocol, clip_input):
+def _build(video, ks, sampling, protocol, clip_input, out):
     if sampling == "train":
-        return train_clips(video, ks, protocol, output=clip_input)
-    return test_clips(video, protocol, windows=ks, output=clip_input)
+        return train_clips(video, ks, protocol, output=clip_input, out=out)
+    return test_clips(video, protocol, windows=ks, output=clip_input, out=out)
 
 
-def _concat(parts):
-    """Join per-video clip arrays (or, for raw input, tuples of arrays) along the batch."""
-    if isinstance(parts[0], tuple):
-        return tuple(np.concatenate(group) for group in zip(*parts))
-    return np.concatenate(parts)
+class _Buffers:
+    """Batch arrays handed back by the consumer and filled again by the producer.
 
+    A batch is 50-150 MB; allocating a fresh one per batch costs a page fault per 4 KB on first
+    write (measured on the 2-core benchmark machine: writing fresh memory took 5-15x as long as
+    writing reused memory), as much as decoding the batch's JPEGs. ``limit`` arrays per shape
+    are allocated at most; ``take`` waits for one to come back when all are in use.
+    """
 
-def _pad(clips, size):
-    """Repeat the last clip up to ``size`` clips (arrays or tuples of arrays)."""
-    if isinstance(clips, tuple):
-        return tuple(_pad(c, size) for c in clips)
-    if len(clips) == size:
-        return clips
-    return np.concatenate([clips, np.repeat(clips[-1:], size - len(clips), axis=0)])
+    def __init__(self, limit: int):
+        self._free: dict = {}
+        self._count: dict = {}
+        self._cond = threading.Condition()
+        self._limit = limit
+
+    def take(self, shape, dtype, stop: threading.Event):
+        key = (tuple(shape), np.dtype(dtype).str)
+        with self._cond:
+            while not stop.is_set():
+                free = self._free.setdefault(key, [])
+                if free:
+                    return free.pop()
+                if self._count.get(key, 0) < self._limit:
+                    self._count[key] = self._count.get(key, 0) + 1
+                    return np.empty(shape, dtype)
+                self._cond.wait(0.1)
+        return None
+
+    def give(self, arrays):
+        with self._cond:
+            for array in arrays:
+                self._free.setdefault((array.shape, array.dtype.str), []).append(array)
+            self._cond.notify_all()
 
 
 _STOP = object()
 
 
-def _producer(batches, videos, sampling, protocol, workers, out_queue, stop, clip_input):
+def _batch_arrays(batch, videos, protocol, clip_input, batch_size, buffers, stop):
+    """The arrays one batch is built into: clips, or (frames, params) for raw input."""
+    if clip_input != "raw":
+        dtype = np.uint8 if clip_input == "uint8" else np.float32
+        return (buffers.take((batch_size,) + protocol.clip_shape(), dtype, stop),)
+    sizes = {(videos[name].height, videos[name].width) for name, _ in batch}
+    if len(sizes) != 1:
+        raise FeatureError(f"raw clip input needs videos of one frame size in a batch, got "
+                           f"{sorted(sizes)}; use clip_input='float'")
+    height, width = sizes.pop()
+    return (buffers.take((batch_size, protocol.num_frames, height, width, 3), np.uint8, stop),
+            buffers.take((batch_size, 3), np.int32, stop))
+
+
+def _producer(batches, videos, sampling, protocol, workers, out_queue, stop, clip_input,
+              batch_size, buffers):
     """Build the clips of each batch (grouped by video) and queue them; runs in a thread."""
 
     def put(item) -> bool:
@@ -268,9 +303,22 @@ def _producer(batches, videos, sampling, protocol, workers, out_queue, stop, cli
                 groups: dict[str, list[int]] = {}
                 for name, k in batch:
                     groups.setdefault(name, []).append(k)
-                built = pool.map(lambda item: _build(videos[item[0]], item[1], sampling, protocol,
-                                                     clip_input), groups.items())
-                if not put((batch, _concat(list(built)))):
+                arrays = _batch_arrays(batch, videos, protocol, clip_input, batch_size, buffers,
+                                       stop)
+                if any(a is None for a in arrays):
+                    return
+                starts = np.cumsum([0] + [len(ks) for ks in groups.values()])
+
+                def build(item, arrays=arrays):
+                    (name, ks), start = item
+                    out = tuple(a[start:start + len(ks)] for a in arrays)
+                    _build(videos[name], ks, sampling, protocol, clip_input,
+                           out if clip_input == "raw" else out[0])
+
+                list(pool.map(build, zip(groups.items(), starts)))
+                for array in arrays:  # pad: the encoder always sees the same shape
+                    array[len(batch):] = array[len(batch) - 1]
+                if not put((batch, arrays)):
                     return
     except BaseException as err:  # handed to the consumer, which re-raises it
         put(err)
@@ -286,9 +334,11 @@ def _run(videos, pending, n, sampling, protocol, encoder_fn, batch_size, workers
     batches = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
     out_queue: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
     stop = threading.Event()
+    # One batch being built, ``prefetch`` queued, one with the encoder.
+    buffers = _Buffers(max(1, prefetch) + 2)
     thread = threading.Thread(target=_producer, name="clip-prefetch", daemon=True,
                               args=(batches, videos, sampling, protocol, workers, out_queue, stop,
-                                    clip_input))
+                                    clip_input, batch_size, buffers))
     rows: dict[str, list] = {}
     finished: list[str] = []  # complete videos not yet written to a part
     results: dict[str, np.ndarray] = {}
@@ -312,11 +362,11 @@ def _run(videos, pending, n, sampling, protocol, encoder_fn, batch_size, workers
                 break
             if isinstance(got, BaseException):
                 raise got
-            batch, clips = got
+            batch, arrays = got
             count = len(batch)
-            clips = _pad(clips, batch_size)  # the encoder always sees the same shape
-            features = np.asarray(encoder_fn(*clips) if isinstance(clips, tuple)
-                                  else encoder_fn(clips), dtype=np.float32)
+            # np.asarray waits for an asynchronous (JAX) encoder, so the arrays are free after.
+            features = np.asarray(encoder_fn(*arrays), dtype=np.float32)
+            buffers.give(arrays)
             if features.ndim != 2 or features.shape[0] != batch_size:
                 raise FeatureError(f"encoder {encoder_name} returned shape {features.shape} for "
                                    f"{batch_size} clips; expected [{batch_size}, D]")

@@ -78,16 +78,24 @@ def _get(name):
 _UNIT = np.arange(256, dtype=np.float32) / np.float32(255.0)
 
 
-def to_unit_float(frames: np.ndarray, index=None) -> np.ndarray:
-    """``frames[index].astype(float32) / 255`` for ``[N, ...]`` uint8 frames, in one pass."""
+def to_unit_float(frames: np.ndarray, index=None, out=None) -> np.ndarray:
+    """``frames[index].astype(float32) / 255`` for ``[N, ...]`` uint8 frames, in one pass.
+
+    ``out``: a C-contiguous float32 array of the result's shape to write into.
+    """
     if not AVAILABLE:
         raise RuntimeError("numba is not installed")
     frames = np.ascontiguousarray(frames, dtype=np.uint8)
     flat = frames.reshape(frames.shape[0], -1)
     index = np.arange(len(frames)) if index is None else np.asarray(index)
-    out = np.empty((index.size, flat.shape[1]), dtype=np.float32)
-    _get("unit")(flat, index.reshape(-1).astype(np.int64), _UNIT, out)
-    return out.reshape(index.shape + frames.shape[1:])
+    shape = index.shape + frames.shape[1:]
+    if out is None:
+        out = np.empty(shape, dtype=np.float32)
+    elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be C-contiguous float32 {shape}, got {out.dtype} {out.shape}")
+    _get("unit")(flat, index.reshape(-1).astype(np.int64), _UNIT,
+                 out.reshape(index.size, flat.shape[1]))
+    return out
 
 
 def crop_resize(frames: np.ndarray, rows: tuple, cols: tuple, flip: bool = False,

@@ -234,17 +234,20 @@ def resize_and_crop(frames: np.ndarray, min_resize: int, crop_size: int,
 _UNIT = (np.arange(256, dtype=np.float32) / np.float32(255.0))
 
 
-def to_unit_float(frames: np.ndarray, index=None) -> np.ndarray:
+def to_unit_float(frames: np.ndarray, index=None, out=None) -> np.ndarray:
     """``frames.astype(float32) / 255`` for uint8 frames, optionally of ``frames[index]``.
 
     A table lookup: one pass writing float32, instead of a cast then a division (the same
-    values, since the table holds exactly ``float32(v) / 255``).
+    values, since the table holds exactly ``float32(v) / 255``). ``out``: write there.
     """
     if kernels.AVAILABLE:
-        return kernels.to_unit_float(frames, index)
+        return kernels.to_unit_float(frames, index, out=out)
     if index is not None:
         frames = frames[index]
-    return _UNIT[frames]
+    if out is None:
+        return _UNIT[frames]
+    np.take(_UNIT, frames, out=out)
+    return out
 
 
 # --- seeded draws ------------------------------------------------------------------------------
@@ -309,11 +312,13 @@ def _check_output(output: str) -> str:
     return output
 
 
-def train_clips(video, passes, protocol: Protocol = MMV_PROTOCOL, output: str = "float"):
+def train_clips(video, passes, protocol: Protocol = MMV_PROTOCOL, output: str = "float",
+                out=None):
     """Training clips ``passes`` of one video -> ``[len(passes), T, crop, crop, 3] float32``.
 
     The same clips as :func:`train_clip` one by one, but the frames the clips share are
-    decoded once. ``output``: see :data:`OUTPUTS`.
+    decoded once. ``output``: see :data:`OUTPUTS`. ``out``: arrays to write into (as returned;
+    for ``raw`` a pair), e.g. slices of a reused batch.
     """
     _check_output(output)
     draws = [train_draw(video.name, k, video.num_frames, (video.height, video.width), protocol)
@@ -324,22 +329,45 @@ def train_clips(video, passes, protocol: Protocol = MMV_PROTOCOL, output: str = 
     if output == "raw":
         params = np.array([[d.crop_offset[0], d.crop_offset[1], int(d.flip)] for d in draws],
                           dtype=np.int32)
-        return frames[inverse], params
-    out = np.empty((len(draws),) + protocol.clip_shape(), dtype=np.uint8)
+        return _into(out, (frames, params), inverse)
+    greys = np.empty((len(draws),) + protocol.clip_shape(), dtype=np.uint8)
     for row, draw in enumerate(draws):
-        out[row] = resize_and_crop(frames[inverse[row]], protocol.min_resize,
-                                   protocol.crop_size, draw.crop_offset, flip=draw.flip,
-                                   dtype=np.uint8)
-    return out if output == "uint8" else to_unit_float(out)
+        greys[row] = resize_and_crop(frames[inverse[row]], protocol.min_resize,
+                                     protocol.crop_size, draw.crop_offset, flip=draw.flip,
+                                     dtype=np.uint8)
+    if output == "uint8":
+        return _into(out, greys)
+    return to_unit_float(greys, out=out)
 
 
-def test_clips(video, protocol: Protocol = MMV_PROTOCOL, windows=None, output: str = "float"):
+def _into(out, value, index=None):
+    """``value[index]`` (or for a pair, ``(frames[index], params)``), written into ``out``."""
+    if isinstance(value, tuple):
+        frames, params = value
+        if out is None:
+            return (frames if index is None else frames[index]), params
+        np.take(frames, index, axis=0, out=out[0]) if index is not None \
+            else np.copyto(out[0], frames)
+        np.copyto(out[1], params)
+        return out
+    if out is None:
+        return value if index is None else value[index]
+    if index is None:
+        np.copyto(out, value)
+    else:
+        np.take(value, index, axis=0, out=out)
+    return out
+
+
+def test_clips(video, protocol: Protocol = MMV_PROTOCOL, windows=None, output: str = "float",
+               out=None):
     """Test windows of a stored video -> ``[W, T, crop, crop, 3] float32 [0, 1]``.
 
     ``windows``: which of the ``protocol.test_windows`` windows (default all). Frames shared
     by several windows are decoded and resized once; the resized frames of the last few
     videos are kept, so asking for a video's windows in several calls (as batched extraction
-    does) decodes each frame once. ``output``: see :data:`OUTPUTS`.
+    does) decodes each frame once. ``output``: see :data:`OUTPUTS`; ``out``: as for
+    :func:`train_clips`.
     """
     _check_output(output)
     indices = test_window_indices(video.num_frames, protocol.test_windows, protocol.num_frames,
@@ -353,10 +381,10 @@ def test_clips(video, protocol: Protocol = MMV_PROTOCOL, windows=None, output: s
         size = resized_size(video.height, video.width, protocol.min_resize)
         offset = central_crop_offsets(*size, protocol.crop_size)
         params = np.tile(np.array([offset[0], offset[1], 0], np.int32), (len(inverse), 1))
-        return processed[inverse], params
+        return _into(out, (processed, params), inverse)
     if output == "uint8":
-        return processed[inverse]
-    return to_unit_float(processed, inverse)
+        return _into(out, processed, inverse)
+    return to_unit_float(processed, inverse, out=out)
 
 
 _recent_lock = threading.Lock()
