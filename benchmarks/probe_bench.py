@@ -37,8 +37,12 @@ def structured(n_videos: int, clips: int, dim: int, seed: int, classes: int = CL
 
 
 def compare(record, dim: int, scale: float = 1.0, sklearn: bool = True, solver="batched",
-            section: str = "probe") -> dict:
-    """Fit both solvers on the same features; record times and agreement."""
+            section: str = "probe", ours_s: float | None = None) -> dict:
+    """Fit both solvers on the same features; record times and agreement.
+
+    ``ours_s``: the batched solver's time measured earlier on the same features (it is then
+    fitted again for the agreement figures, but its time is not recorded twice).
+    """
     from helpers import linear_svm, probe
 
     n_train, n_test = max(CLASSES, int(TRAIN_VIDEOS * scale)), max(CLASSES, int(TEST_VIDEOS * scale))
@@ -47,11 +51,12 @@ def compare(record, dim: int, scale: float = 1.0, sklearn: bool = True, solver="
     size = f"{n_train * CLIPS:,} x {dim}"
     start = time.perf_counter()
     ours = probe.fit(train, train_labels, solver=solver)
-    ours_s = time.perf_counter() - start
-    info = ours[-1].info_
-    record(section, f"fit {size}, {CLASSES} classes: {solver} solver", ours_s, "s",
-           f"{info['newton_steps']} Newton steps, {info['cg_steps']} CG steps, backend "
-           f"{info['backend']}")
+    if ours_s is None:
+        ours_s = time.perf_counter() - start
+        info = ours[-1].info_
+        record(section, f"fit {size}, {CLASSES} classes: {solver} solver", ours_s, "s",
+               f"{info['newton_steps']} Newton steps, {info['cg_steps']} CG steps, backend "
+               f"{info['backend']}")
     result = {"ours_s": ours_s}
     if not sklearn:
         return result
@@ -71,8 +76,8 @@ def compare(record, dim: int, scale: float = 1.0, sklearn: bool = True, solver="
     diff = np.abs(window_ours - window_ref)
     x = ref[0].transform(train.reshape(-1, dim))
     signs = np.where(np.repeat(train_labels, CLIPS)[:, None] == np.arange(CLASSES), 1.0, -1.0)
-    f_ours = linear_svm.objective(ours[-1].coef_, ours[-1].intercept_, x, signs)
-    f_ref = linear_svm.objective(ref[-1].coef_, ref[-1].intercept_, x, signs)
+    f_ours = linear_svm.objective(*_weights(ours[-1]), x, signs)
+    f_ref = linear_svm.objective(*_weights(ref[-1]), x, signs)
     record(section, f"{size}: test top-1, {solver} / sklearn", 100 * top_ours, "%",
            f"sklearn {100 * top_ref:.2f} %; difference {100 * (top_ours - top_ref):+.2f} points "
            f"(target within 0.2); {n_test:,} test videos x {CLIPS} windows")
@@ -86,3 +91,12 @@ def compare(record, dim: int, scale: float = 1.0, sklearn: bool = True, solver="
            f"median {np.median((f_ours - f_ref) / f_ref):+.1e}; negative = ours lower")
     result.update(ref_s=ref_s, top_ours=top_ours, top_ref=top_ref, same=same)
     return result
+
+
+def _weights(svm):
+    """``coef_ [K, D]``, ``intercept_ [K]`` of a LinearSVC, a OneVsRestClassifier of them, or
+    the batched solver."""
+    if hasattr(svm, "estimators_"):
+        return (np.concatenate([e.coef_ for e in svm.estimators_]),
+                np.concatenate([np.atleast_1d(e.intercept_) for e in svm.estimators_]))
+    return svm.coef_, svm.intercept_
