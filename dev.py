@@ -4,7 +4,11 @@
     python3.11 dev.py course          # make .venv if needed, run every notebook into build/notebooks/
     python3.11 dev.py test            # make .venv if needed, run the unit tests and every notebook (tiny)
     python3.11 dev.py bench           # the benchmark table (benchmarks/)
-    python3.11 dev.py sync-notebooks  # rewrite each notebook's Colab install cell from helpers/_project.py
+    python3.11 dev.py test-browser    # every notebook run in JupyterLab in headless Chromium (tiny)
+    python3.11 dev.py sync-notebooks  # rewrite each notebook's Colab badge and install cell from helpers/_project.py
+    python3.11 dev.py test-colab      # run every notebook (tiny) on Colab's Python 3.13 package set
+                                      # (or only the notebooks named after it)
+    python3.11 dev.py release X.Y.Z   # bump the version, regenerate the cells, commit, tag vX.Y.Z
 
 The environment is rebuilt when requirements.txt or pyproject.toml change (a hash stamp in .venv).
 Only the standard library is used here, so this file runs before anything is installed.
@@ -51,7 +55,10 @@ def ensure_env() -> Path:
         venv.EnvBuilder(with_pip=True).create(VENV)
     pip = [str(py), "-m", "pip", "--disable-pip-version-check"]
     print("Installing the pinned stack (requirements.txt) ...", flush=True)
-    subprocess.run(pip + ["install", "-q", "-r", str(ROOT / "requirements.txt")], check=True)
+    # --no-compile: byte-compiling all of TensorFlow, JAX and SciPy up front costs minutes of CPU
+    # on a 2-core CI machine; Python compiles (and caches) what is imported on first use.
+    subprocess.run(pip + ["install", "-q", "--no-compile", "-r", str(ROOT / "requirements.txt")],
+                   check=True)
     subprocess.run(pip + ["install", "-q", "--no-deps", "--no-build-isolation", "-e", str(ROOT)],
                    check=True)
     STAMP.write_text(_stamp())
@@ -62,6 +69,25 @@ def run(py: Path, *args: str, env: dict | None = None) -> int:
     merged = dict(os.environ)
     merged.update(env or {})
     return subprocess.run([str(py), *args], cwd=ROOT, env=merged).returncode
+
+
+def ensure_chromium() -> str | None:
+    """The system Chromium (Debian package ``chromium``), installed with apt when missing and root."""
+    found = shutil.which("chromium")
+    if found:
+        return found
+    if os.name == "posix" and os.geteuid() == 0 and shutil.which("apt-get"):
+        print("Installing Chromium (apt-get install chromium) ...", flush=True)
+        apt = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-q"], env=apt, stdout=subprocess.DEVNULL)
+        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], env=apt,
+                       stdout=subprocess.DEVNULL)
+        found = shutil.which("chromium")
+    if not found:
+        print("error: test-browser needs the Debian/Ubuntu package 'chromium' (no browser is "
+              "downloaded): run `sudo apt-get install chromium`, or pass --chromium PATH",
+              file=sys.stderr)
+    return found
 
 
 def main(argv: list[str]) -> int:
@@ -101,11 +127,35 @@ def main(argv: list[str]) -> int:
             subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-index", "--find-links",
                             wheels, "jax[cuda12]==0.10.2"], check=True)
         return run(py, "-m", "benchmarks.device_bench", *rest)
+    if command == "test-colab":
+        # Colab's runtime, simulated in build/colab/ (tools/colab_env.py); needs Python 3.13.
+        from tools import colab_env
+
+        return colab_env.main(rest)
+    if command == "release":
+        py = ensure_env()
+        return run(py, "-m", "tools.notebooks", "release", *rest)
     if command == "bench":
         py = ensure_env()
         subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check",
                         "-r", str(ROOT / "benchmarks" / "requirements.txt")], check=True)
         return run(py, "-m", "benchmarks.run", *rest)
+    if command == "test-browser":
+        py = ensure_env()
+        given = any(a == "--chromium" or a.startswith("--chromium=") for a in rest)
+        chromium = "given" if given else ensure_chromium()
+        if chromium is None:
+            return 2
+        # Tiny mode and a fresh cache of its own, like `test`.
+        shutil.rmtree(BUILD / "browser-cache", ignore_errors=True)
+        env = {
+            "COURSE_MODE": "tiny",
+            "COURSE_CACHE_DIR": str(BUILD / "browser-cache"),
+            "COURSE_DATA_DIR": str(BUILD / "browser-cache" / "data"),
+            "PYTHONUNBUFFERED": "1",
+        }
+        extra = [] if chromium == "given" else ["--chromium", chromium]
+        return run(py, "-m", "tools.browser", *extra, *rest, env=env)
     print(f"unknown command {command!r}\n{__doc__}", file=sys.stderr)
     return 2
 

@@ -334,6 +334,51 @@ def bench_memory(quick: bool, workdir: Path) -> None:
         output_mb = float(result.stdout.split()[-1])
         record("memory", f"{how}: peak growth, {seconds} s of {height}p video", growth, "MiB",
                f"of which the result is {output_mb:,.0f} MiB; all frames would be {raw_mb:,.0f} MiB")
+    bench_embed_memory(quick, workdir)
+
+
+_EMBED_CHILD = r"""
+import sys
+from helpers import milnce
+
+def high_water_kib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+
+out, videos = sys.argv[1], sys.argv[2:]
+milnce.load()  # the module (tiny stand-in) and TensorFlow, before the baseline
+with open("/proc/self/clear_refs", "w") as handle:
+    handle.write("5")
+before = high_water_kib()
+code = milnce.main(["embed", "--out", out, "--frames", "16", "--size", "112",
+                    *[arg for path in videos for arg in ("--video", path)]])
+print((high_water_kib() - before) / 1024, code)
+"""
+
+
+def bench_embed_memory(quick: bool, workdir: Path) -> None:
+    """``milnce embed`` over many short videos: peak memory must not grow with their number
+    (it streams: decode, embed and drop one batch at a time)."""
+    from helpers import video
+
+    counts = (20, 100) if quick else (40, 400)
+    folder = workdir / "many_videos"
+    paths = [video.write_video(folder / f"v{k:03d}.mp4", _moving_frames(20, 96, 128, seed=k),
+                               fps=10) for k in range(max(counts))]
+    env = dict(os.environ, COURSE_MODE="tiny")
+    clip_mb = 16 * 112 * 112 * 3 * 4 / 2**20
+    for count in counts:
+        result = subprocess.run([sys.executable, "-c", _EMBED_CHILD, str(workdir / "e.npz"),
+                                 *map(str, paths[:count])], capture_output=True, text=True,
+                                cwd=ROOT, env=env, timeout=1800)
+        if result.returncode != 0 or not result.stdout.strip():
+            record("memory", f"milnce embed, {count} videos", float("nan"), "MiB",
+                   (result.stderr.strip().splitlines() or ["failed"])[-1][:80])
+            continue
+        growth = float(result.stdout.split()[-2])
+        record("memory", f"milnce embed: peak growth, {count} videos of 2 s (16x112x112 clips)",
+               growth, "MiB", f"all clips at once would be {count * clip_mb:,.0f} MiB")
 
 
 def _chunked_frames(total: int, height: int, width: int):

@@ -9,6 +9,13 @@ next attempt resumes it with an HTTP range request, or starts over when the serv
 ranges. A server that sends fewer bytes than it announced is never taken at its word: the
 attempt counts as interrupted and the rest is asked for again.
 
+Why not a library: ``urllib`` and ``requests`` fetch, but neither resumes; ``fsspec`` reads
+ranges (the course uses it for a few UCF101 classes, :mod:`helpers.ucf101.remote`) but does
+not continue a half-written local file; ``tf.keras.utils.get_file`` and ``pooch`` verify a
+hash but restart from zero after a drop. The UCF101 zip is 6.96 GB (6.5 GiB): starting again
+after each dropped connection is not an option on a home line or in Colab, so resuming
+``<file>.part`` with a range request, and refusing short answers, stays here.
+
 TF-Hub modules (:func:`hub_load` and friends)
 ---------------------------------------------
 ``tensorflow_hub`` downloads a module itself (``<handle>?tf-hub-format=compressed``, a tar.gz
@@ -253,9 +260,27 @@ def download(
 
     Unknown sizes: without ``size`` and without a ``Content-Length`` a cut connection cannot be
     told from the end of the file; every host the course uses sends ``Content-Length``.
+    Concurrent calls for the same ``dest`` (other processes or threads) take turns under the
+    per-file lock ``<dest>.lock`` (:func:`helpers.atomic.locked`): the second waits, then
+    finds the finished file.
     Raises :class:`DownloadError` (naming the URL, the problem and what to do).
     """
+    from helpers import atomic
+
     dest = Path(dest)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(atomic.locked(dest))
+        except OSError as err:  # the folder cannot be made or written: say so, with the fix
+            raise _disk_error(url, dest.with_name(dest.name + ".lock"), err) from None
+        return _download_locked(url, dest, size=size, sha256=sha256, headers=headers,
+                                timeout=timeout, retries=retries, progress=progress,
+                                description=description)
+
+
+def _download_locked(url: str, dest: Path, *, size, sha256, headers, timeout, retries, progress,
+                     description) -> Path:
+    """:func:`download`'s body, run while holding ``dest``'s lock."""
     if dest.exists():
         try:
             _check_file(url, dest, size, sha256)
@@ -425,7 +450,7 @@ def _write(url: str, path: Path, handle, block: bytes) -> None:
 
 
 def _progress_bar(total, initial, desc, enabled):
-    from tqdm.auto import tqdm
+    from helpers.progress import bar as tqdm
 
     return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024,
                 desc=desc, disable=not enabled, leave=False)

@@ -13,8 +13,72 @@ Whichever comes second then fails with an out-of-memory error. The fix is two se
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import tempfile
+
+#: What TensorFlow's and XLA's C++ side print on import and on first looking for devices,
+#: whatever TF_CPP_MIN_LOG_LEVEL says (some are logged before the level is read, the CUDA probe
+#: on a machine without a GPU is logged as an error). Lines holding one of these are dropped;
+#: anything else, real errors included, is passed on.
+STARTUP_NOISE = (
+    "All log messages before absl::InitializeLog() is called",
+    "absl::InitializeLog",
+    "oneDNN custom operations are on",
+    "Could not find cuda drivers on your machine",
+    "failed call to cuInit",
+    "cuda_executor.cc",
+    "cpu_feature_guard",
+    "This TensorFlow binary is optimized to use available CPU instructions",
+    "To enable the following instructions:",
+    "rebuild TensorFlow with the appropriate compiler flags",
+    "Unable to register cuDNN factory",
+    "Unable to register cuFFT factory",
+    "Unable to register cuBLAS factory",
+    "computation placer already registered",
+)
+
+
+@contextlib.contextmanager
+def quiet_startup():
+    """Route file descriptor 2 through a filter that drops :data:`STARTUP_NOISE` lines."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (some embedded interpreters): do nothing
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode("utf-8", "replace").splitlines()
+            kept = [line for line in lines if not any(n in line for n in STARTUP_NOISE)]
+            if kept:
+                sys.stderr.write("\n".join(kept) + "\n")
+                sys.stderr.flush()
+
+
+def import_tensorflow():
+    """``import tensorflow`` without its start-up chatter (errors still show); return it.
+
+    Sets ``TF_CPP_MIN_LOG_LEVEL=2`` unless the user chose a level (INFO and WARNING lines off,
+    errors on), and drops the :data:`STARTUP_NOISE` lines printed regardless. The first device
+    query (where the CUDA probe logs) runs inside the filter too.
+    """
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with quiet_startup():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+    return tf
 
 
 def share_gpu(jax_memory_fraction: float | None = None) -> dict[str, str]:
@@ -36,7 +100,7 @@ def share_gpu(jax_memory_fraction: float | None = None) -> dict[str, str]:
             os.environ["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{jax_memory_fraction:.2f}"
             applied["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{jax_memory_fraction:.2f}"
     if "tensorflow" in sys.modules or _tf_installed():
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         gpus = tf.config.list_physical_devices("GPU")
         for gpu in gpus:

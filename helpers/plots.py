@@ -28,15 +28,22 @@ def standin_labelled(function):
     """
     @functools.wraps(function)
     def wrapper(*args, standin=None, **kwargs):
-        fig = function(*args, **kwargs)
-        label = "" if standin is False else config.standin_label(standin)
-        if label and fig is not None:
-            fig.text(0.5, 1.0, label.upper(), ha="center", va="bottom", color="#b00000",
-                     fontsize=10, fontweight="bold")
-            fig.standin_label = label
-        return fig
+        return stamp(function(*args, **kwargs), standin)
 
     return wrapper
+
+
+def stamp(fig, standin=None):
+    """Put the stand-in label on ``fig`` (a figure a notebook drew itself); return ``fig``.
+
+    ``standin`` as for :func:`standin_labelled`. Sets ``fig.standin_label`` when it stamps.
+    """
+    label = "" if standin is False else config.standin_label(standin)
+    if label and fig is not None:
+        fig.text(0.5, 1.0, label.upper(), ha="center", va="bottom", color="#b00000",
+                 fontsize=10, fontweight="bold")
+        fig.standin_label = label
+    return fig
 
 
 def _as_display(frame: np.ndarray) -> np.ndarray:
@@ -250,9 +257,13 @@ def animations_html(clips, titles=None, fps: float = 8.0, width: int = 128) -> s
         data = base64.b64encode(video.to_gif_bytes(np.asarray(clip), fps=fps)).decode("ascii")
         caption = html.escape(str(titles[index])) if titles is not None else str(index)
         cells.append(
-            '<figure style="display:inline-block;margin:4px;text-align:center">'
+            # The figure is as wide as its clip, so a long caption wraps under it instead of
+            # running into its neighbour's; rows of clips line up at the top.
+            f'<figure style="display:inline-block;vertical-align:top;width:{width}px;'
+            'margin:4px;text-align:center">'
             f'<img src="data:image/gif;base64,{data}" width="{width}">'
-            f'<figcaption style="font-size:0.8em">{caption}</figcaption></figure>')
+            '<figcaption style="font-size:0.8em;overflow-wrap:anywhere">'
+            f'{caption}</figcaption></figure>')
     return "<div>" + "".join(cells) + "</div>"
 
 
@@ -315,6 +326,8 @@ def accuracy_sweep(values, accuracies: dict, xlabel: str, title: str | None = No
         ax.axvline(mark, color="tab:red", ls=":", lw=1, label="protocol")
     if log_x:
         ax.set_xscale("log")
+    elif all(float(v).is_integer() for v in values):  # counts: passes, windows
+        ax.set_xticks(list(values))
     ax.set_xlabel(xlabel)
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 105)

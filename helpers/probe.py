@@ -221,8 +221,9 @@ def linear_evaluation(train_features, train_labels, test_features, test_labels,
 #: Published UCF101 linear top-1 (%) of the MMV backbones.
 PUBLISHED_TOP1 = {"s3d": 89.6, "tsm_resnet_x1": 91.5, "tsm_resnet_x2": 91.8}
 PUBLISHED_SOURCE = ("Alayrac et al., Self-Supervised MultiModal Versatile Networks, NeurIPS 2020 "
-                    "(arXiv:2006.16228); deepmind-research mmv/README.md, Table 2 "
-                    "(UCF101 linear evaluation, top-1 %)")
+                    "(arXiv:2006.16228), Table 2, as listed in deepmind-research mmv/README.md "
+                    "(UCF101 linear evaluation, top-1 %; the release's script evaluates split 1 "
+                    "by default, and does not say whether the table averages the three splits)")
 BACKBONE_TITLES = {"s3d": "S3D-G", "tsm_resnet_x1": "TSM-ResNet50",
                    "tsm_resnet_x2": "TSM-ResNet50x2"}
 

@@ -32,12 +32,17 @@ def devices(frameworks=("tensorflow", "jax")) -> dict[str, list[str]]:
     """Devices each framework sees. Imports the frameworks: call it only where they are needed."""
     out: dict[str, list[str]] = {}
     if "tensorflow" in frameworks:
-        import tensorflow as tf
+        from helpers import gpu
 
+        tf = gpu.import_tensorflow()
         out["tensorflow"] = [d.name for d in tf.config.list_logical_devices()]
     if "jax" in frameworks:
-        import jax
+        from helpers import gpu
 
+        with gpu.quiet_startup():  # JAX's CUDA probe logs like TensorFlow's
+            import jax
+
+            jax.devices()
         out["jax"] = [f"{d.platform}:{d.id} ({d.device_kind})" for d in jax.devices()]
     return out
 
@@ -72,8 +77,42 @@ BANNER_TEXT = (
 )
 
 
-def banner(resources: dict[str, str] | None = None) -> str | None:
-    """Show a loud banner if any resource is a tiny stand-in; return its text (None if all real).
+def labelled(text: str, resources=None) -> str:
+    """``text`` under the stand-in label line (as :func:`helpers.retrieval.format_metrics` puts
+    it) when stand-ins made it; ``text`` unchanged when everything is real. ``resources`` as for
+    :func:`helpers.config.standin_label`. Notebooks print every number a model made through it.
+    """
+    label = config.standin_label(resources)
+    return f"[{label.upper()}]\n{text}" if label else text
+
+
+def environment_line(resources: dict[str, str] | None = None, frameworks=()) -> str:
+    """The one-line report notebooks 01 on print (notebook 00 prints :func:`environment`).
+
+    Python and the main frameworks' versions, their devices (``frameworks``, as for
+    :func:`devices`), and the mode of each resource (``name -> real | tiny``).
+    """
+    found = versions(("tensorflow", "jax", "dm-haiku", "numpy"))
+    parts = [f"python {found.pop('python')}"]
+    parts += [f"{name} {version}" for name, version in found.items() if version != "missing"]
+    if frameworks:
+        for framework, names in devices(frameworks).items():
+            parts.append(f"{framework} on {', '.join(names)}")
+    modes = resources or {}
+    if modes:
+        parts.append("mode: " + ", ".join(f"{name} {mode}" for name, mode in modes.items()))
+    return " | ".join(parts)
+
+
+BANNER_TEXT = (
+    "TINY MODE: {what} {verb} with random weights, not the official ones. "
+    "Every number below (similarities, accuracies, recalls) is meaningless and is NOT a result "
+    "of the real models. Run with internet access (or COURSE_MODE=real) for real results."
+)
+
+
+def banner_text(resources: dict[str, str] | None = None) -> str | None:
+    """The banner's text if any resource is a tiny stand-in, else None.
 
     With no argument, uses every resource this process has resolved to tiny.
     """
@@ -82,16 +121,32 @@ def banner(resources: dict[str, str] | None = None) -> str | None:
     if not tiny:
         return None
     verb = "is a generated stand-in" if len(tiny) == 1 else "are generated stand-ins"
-    text = BANNER_TEXT.format(what=", ".join(tiny), verb=verb)
+    return BANNER_TEXT.format(what=", ".join(tiny), verb=verb)
+
+
+def banner(resources: dict[str, str] | None = None) -> None:
+    """Show a loud banner if any resource is a tiny stand-in (see :func:`banner_text`).
+
+    In a notebook the banner is one output with an HTML and a plain-text form (the front end
+    shows one of them); elsewhere it is printed. Returns nothing, so a notebook cell ending with
+    it shows it once.
+    """
+    text = banner_text(resources)
+    if text is None:
+        return
+    plain = "!" * 78 + "\n!! " + text + "\n" + "!" * 78
     try:
         from IPython import get_ipython
-        from IPython.display import HTML, display
+        from IPython.display import display
 
-        if get_ipython() is not None:
-            display(HTML(
-                '<div style="border:4px solid #c00;background:#fee;color:#900;padding:12px;'
-                f'font-size:1.2em;font-weight:bold">&#9888; {text}</div>'))
+        shell = get_ipython()
     except ImportError:
-        pass
-    print("!" * 78 + "\n!! " + text + "\n" + "!" * 78)
-    return text
+        shell = None
+    if shell is not None and type(shell).__name__ == "ZMQInteractiveShell":
+        # One output with two forms: JupyterLab and Colab draw the red box, a text-only front
+        # end prints the plain form. Printing as well would show the warning twice.
+        display({"text/html": '<div style="border:4px solid #c00;background:#fee;color:#900;'
+                              f'padding:12px;font-size:1.2em;font-weight:bold">&#9888; {text}</div>',
+                 "text/plain": plain}, raw=True)
+    else:
+        print(plain)

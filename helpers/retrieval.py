@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from helpers import config
+from helpers import checks, config
 
 DEFAULT_KS = (1, 5, 10)
 DIRECTIONS = ("text_to_video", "video_to_text")
@@ -35,6 +35,8 @@ def similarity(text_embedding, video_embedding) -> np.ndarray:
     if text_embedding.shape[1] != video_embedding.shape[1]:
         raise ValueError(f"embedding sizes differ: texts {text_embedding.shape[1]}, videos "
                          f"{video_embedding.shape[1]}")
+    checks.check_finite(text_embedding, "text_embedding (similarity input)")
+    checks.check_finite(video_embedding, "video_embedding (similarity input)")
     return text_embedding @ video_embedding.T
 
 
@@ -63,8 +65,11 @@ def ranks_from_correct(scores, correct) -> np.ndarray:
 
     ``scores``: ``[Nq, Ng]``; ``correct``: boolean ``[Nq, Ng]`` with at least one True per row.
     rank = 1 + number of wrong items scoring >= the best correct item.
+    NaN or infinite scores raise :class:`helpers.checks.NonFiniteError` (a NaN compares false
+    with everything, so it would otherwise rank every query first).
     """
-    scores = np.asarray(scores, dtype=np.float64)
+    scores = checks.check_finite(np.asarray(scores, dtype=np.float64),
+                                 "similarity matrix (rows: queries)")
     correct = np.asarray(correct, dtype=bool)
     if scores.shape != correct.shape:
         raise ValueError(f"scores {scores.shape} and correct {correct.shape} differ in shape")
@@ -155,7 +160,8 @@ def zero_shot_accuracy(similarity_matrix, labels) -> float:
     Each video gets the class whose prompt scores highest; returns the percent that match
     ``labels`` (the true class index of each video).
     """
-    scores = np.asarray(similarity_matrix, dtype=np.float64)
+    scores = checks.check_finite(np.asarray(similarity_matrix, dtype=np.float64),
+                                 "similarity matrix (rows: class prompts)")
     labels = np.asarray(labels)
     if labels.shape != (scores.shape[1],):
         raise ValueError(f"need one label per video ({scores.shape[1]}), got {labels.shape}")

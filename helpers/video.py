@@ -54,8 +54,10 @@ class VideoError(Exception):
 class VideoInfo:
     """What a video file holds, read from its header (no decoding unless asked).
 
-    ``num_frames`` is exact when ``num_frames_exact`` is true (counted or recorded in the
-    container), else estimated from duration x fps. ``fps`` is the average frame rate;
+    ``num_frames_source`` says where ``num_frames`` comes from: ``counted`` (every frame
+    decoded: ``video_info(path, exact=True)``), ``claimed`` (the count the container's header
+    states, which a damaged or forged header can get wrong), or ``estimated`` (duration x fps).
+    ``num_frames_exact`` is true only for ``counted``. ``fps`` is the average frame rate;
     ``duration`` is in seconds.
     """
 
@@ -68,6 +70,7 @@ class VideoInfo:
     width: int
     codec: str
     container: str
+    num_frames_source: str = "claimed"
 
 
 # --------------------------------------------------------------------------------------------
@@ -85,13 +88,18 @@ def _av():
 def _open(path):
     """Open ``path`` for reading; return (container, video stream). Raises VideoError."""
     av = _av()
+    from helpers.checks import NOT_FOUND, input_file_problem
+
     path = Path(path)
-    if not path.exists():
+    problem = input_file_problem(path)
+    if problem == NOT_FOUND:
         raise VideoError(path, "file not found")
-    if path.is_dir():
+    if problem == "a folder, not a file":
         raise VideoError(path, "is a folder, not a video file")
-    if path.stat().st_size == 0:
+    if problem == "empty (0 bytes)":
         raise VideoError(path, "the file is empty (0 bytes), e.g. an interrupted download")
+    if problem:  # a symlink loop, a FIFO, a device, no permission: said as what it is
+        raise VideoError(path, problem)
     text_kind = _sniff_text(path)
     if text_kind:
         raise VideoError(path, f"not a video: it is {text_kind}")
@@ -285,8 +293,8 @@ def frame_times(path) -> np.ndarray:
 def video_info(path, exact: bool = False) -> VideoInfo:
     """Header facts about ``path``; with ``exact=True`` the frames are counted by decoding.
 
-    Without ``exact`` nothing is decoded: ``num_frames`` is the container's count, or an
-    estimate from duration x fps (``num_frames_exact`` says which). Raises :class:`VideoError`
+    Without ``exact`` nothing is decoded: ``num_frames`` is the count the container claims, or
+    an estimate from duration x fps (``num_frames_source`` says which). Raises :class:`VideoError`
     for unreadable files and files without frames. A file cut short whose header survived
     (AVI and WebM keep no index at the front) is only caught by decoding: ``exact=True`` or
     any sampler.
@@ -307,16 +315,17 @@ def video_info(path, exact: bool = False) -> VideoInfo:
         container_name = container.format.name
     finally:
         container.close()
+    source = "claimed" if known else "estimated"
     if exact:
-        num_frames, known = sum(1 for _ in iter_frames(path)), True
+        num_frames, source = sum(1 for _ in iter_frames(path)), "counted"
     elif num_frames == 0:
         # The container does not say: decoding one frame tells "unknown" from "none".
         next(iter_frames(path))
     if not fps and duration and num_frames:
         fps = num_frames / duration
-    return VideoInfo(path=str(path), num_frames=num_frames, num_frames_exact=known, fps=fps,
-                     duration=duration, height=height, width=width, codec=codec,
-                     container=container_name)
+    return VideoInfo(path=str(path), num_frames=num_frames, num_frames_exact=source == "counted",
+                     fps=fps, duration=duration, height=height, width=width, codec=codec,
+                     container=container_name, num_frames_source=source)
 
 
 # --------------------------------------------------------------------------------------------
@@ -552,7 +561,7 @@ def load_clips(paths: Iterable, sampler: Callable = colab_clip, progress: bool |
     lists those files in order, ``failures`` the :class:`VideoError` of each skipped file.
     ``progress``: show a progress bar (default: when there is more than one file).
     """
-    from tqdm.auto import tqdm
+    from helpers.progress import bar as tqdm
 
     paths = [Path(p) for p in paths]
     show = len(paths) > 1 if progress is None else progress

@@ -8,3 +8,4 @@ os.environ.setdefault("COURSE_MODE", "tiny")
 if "COURSE_CACHE_DIR" not in os.environ:
     os.environ["COURSE_CACHE_DIR"] = tempfile.mkdtemp(prefix="course-test-cache-")
 os.environ.setdefault("COURSE_DATA_DIR", os.path.join(os.environ["COURSE_CACHE_DIR"], "data"))
+

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from helpers._project import REPO_URL, colab_install_cell
+from helpers._project import colab_badge_url, colab_install_cell
 
 ALLOWED_METADATA = {"kernelspec", "language_info", "colab"}
 REQUIRED_INTRO = ("What you'll do", "What you'll learn", "What you'll need")
@@ -25,8 +25,7 @@ def _headings(markdown: str) -> list[str]:
 
 
 def badge_url(filename: str) -> str:
-    repo = REPO_URL.split("github.com/", 1)[1]
-    return f"https://colab.research.google.com/github/{repo}/blob/main/notebooks/{filename}"
+    return colab_badge_url(filename)
 
 
 def check_notebook(nb, filename: str) -> list[str]:
@@ -43,7 +42,8 @@ def check_notebook(nb, filename: str) -> list[str]:
     if not cells[0].source.lstrip().startswith("# "):
         problems.append("the first cell must start with the H1 title")
     if badge_url(filename) not in cells[0].source:
-        problems.append(f"the first cell lacks an Open-in-Colab badge linking to {badge_url(filename)}")
+        problems.append(f"the first cell lacks an Open-in-Colab badge linking to {badge_url(filename)} "
+                        "(run `python3.11 dev.py sync-notebooks`)")
     if "colab-badge.svg" not in cells[0].source:
         problems.append("the Colab badge image is missing from the first cell")
     intro = "\n".join(c.source for c in cells[: next((i for i, c in enumerate(cells)
@@ -71,6 +71,10 @@ def check_notebook(nb, filename: str) -> list[str]:
                 problems.append(f"cell {index} has committed outputs")
             if cell.get("execution_count") is not None:
                 problems.append(f"cell {index} has an execution count")
+    problems += check_exercises(cells)
+    if not filename.startswith("00_") and any("report.environment(" in c.source for c in code_cells):
+        problems.append("after notebook 00, print the one-line report.environment_line(), not "
+                        "report.environment()")
     kernelspec = nb.metadata.get("kernelspec", {})
     if kernelspec.get("name") != "python3":
         problems.append(f"kernelspec must be python3, got {kernelspec.get('name')!r}")
@@ -82,3 +86,32 @@ def check_notebook(nb, filename: str) -> list[str]:
 
 def notebook_files(root: Path) -> list[Path]:
     return sorted((root / "notebooks").glob("*.ipynb"))
+
+
+def check_exercises(cells) -> list[str]:
+    """Every numbered exercise has a collapsed solution cell, tagged ``solution`` and starting
+    ``# Solution N``, after the exercises (the tests execute them with the notebook)."""
+    start = next((i for i, c in enumerate(cells) if c.cell_type == "markdown"
+                  and "## Exercises" in _headings(c.source)), None)
+    if start is None:
+        return []
+    end = next((i for i in range(start + 1, len(cells)) if cells[i].cell_type == "markdown"
+                and any(h.startswith("## ") for h in _headings(cells[i].source))), len(cells))
+    text = "\n".join(c.source for c in cells[start:end] if c.cell_type == "markdown")
+    numbers = [int(n) for n in re.findall(r"^(\d+)\. ", text, flags=re.M)]
+    solutions = {}
+    for cell in cells[start:end]:
+        found = re.match(r"# Solution (\d+)", cell.source) if cell.cell_type == "code" else None
+        if found:
+            solutions[int(found.group(1))] = cell
+    problems = []
+    for number in numbers:
+        cell = solutions.get(number)
+        if cell is None:
+            problems.append(f"exercise {number} has no solution cell ('# Solution {number}')")
+            continue
+        if "solution" not in cell.metadata.get("tags", []):
+            problems.append(f"solution {number} is not tagged 'solution'")
+        if not cell.metadata.get("jupyter", {}).get("source_hidden"):
+            problems.append(f"solution {number} is not collapsed (metadata jupyter.source_hidden)")
+    return problems

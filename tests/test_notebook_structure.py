@@ -7,6 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from helpers._project import REPO_REF
 from notebook_checks import check_notebook, notebook_files
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,3 +72,26 @@ def test_checker_rejects_a_stale_install_cell():
     cell = next(c for c in nb.cells if c.cell_type == "code")
     cell.source = cell.source.replace("git+", "git+http://elsewhere/")
     assert any("colab_install_cell" in p for p in check_notebook(nb, NOTEBOOKS[0].name))
+
+
+def test_checker_rejects_a_badge_that_opens_another_revision():
+    """The badge must open the revision the install cell installs, not main."""
+    nb = copy.deepcopy(_good())
+    name = NOTEBOOKS[0].name
+    assert f"/blob/{REPO_REF}/notebooks/{name}" in nb.cells[0].source
+    nb.cells[0].source = nb.cells[0].source.replace(f"/blob/{REPO_REF}/", "/blob/main/")
+    assert any("badge" in p and REPO_REF in p for p in check_notebook(nb, name))
+
+
+def test_checker_rejects_an_exercise_without_a_solution():
+    nb = _good()
+    for cell in nb.cells:
+        if cell.source.startswith("# Solution 2"):
+            cell.source = cell.source.replace("# Solution 2", "# worked example")
+    assert any("exercise 2 has no solution" in p for p in check_notebook(nb, NOTEBOOKS[0].name))
+
+
+def test_checker_rejects_the_long_environment_report_after_notebook_00():
+    nb = nbformat.read(NOTEBOOKS[1], as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("print(report.environment())"))
+    assert any("environment_line" in p for p in check_notebook(nb, NOTEBOOKS[1].name))

@@ -44,12 +44,31 @@ def test_environment_report_flags_stand_ins():
 
 
 def test_banner_only_when_something_is_tiny(capsys):
-    assert report.banner({"MMV": "real"}) is None
+    assert report.banner({"MMV": "real"}) is None and report.banner_text({"MMV": "real"}) is None
     assert capsys.readouterr().out == ""
-    text = report.banner({"MMV s3d": "tiny", "MIL-NCE": "tiny"})
-    assert "MMV s3d, MIL-NCE are generated stand-ins" in text
-    assert "NOT a result" in capsys.readouterr().out
-    assert "is a generated stand-in " in report.banner({"MIL-NCE": "tiny"})
+    report.banner({"MMV s3d": "tiny", "MIL-NCE": "tiny"})
+    out = capsys.readouterr().out
+    assert "MMV s3d, MIL-NCE are generated stand-ins" in out and "NOT a result" in out
+    assert out.count("TINY MODE") == 1
+    assert "is a generated stand-in " in report.banner_text({"MIL-NCE": "tiny"})
+
+
+def test_banner_in_a_notebook_is_one_output_not_two(monkeypatch, capsys):
+    import IPython
+    import IPython.display
+
+    class ZMQInteractiveShell:  # what a notebook kernel runs
+        pass
+
+    shown = []
+    monkeypatch.setattr(IPython, "get_ipython", lambda: ZMQInteractiveShell())
+    monkeypatch.setattr(IPython.display, "display", lambda obj, raw=False: shown.append((obj, raw)))
+    assert report.banner({"MIL-NCE": "tiny"}) is None  # nothing for a cell to echo again
+    text = report.banner_text({"MIL-NCE": "tiny"})
+    assert capsys.readouterr().out == ""  # JupyterLab would show a printed copy under the box
+    [(bundle, raw)] = shown
+    assert raw and set(bundle) == {"text/html", "text/plain"}
+    assert text in bundle["text/html"] and text in bundle["text/plain"]
 
 
 def test_plots_return_figures_with_the_right_content():

@@ -141,6 +141,10 @@ def test_command_line_errors_are_clear(tmp_path, capsys):
     assert "not a frame store" in capsys.readouterr().err
     assert ucf101.main(["prepare", "--videos", str(tmp_path / "v"), "--splits",
                         str(tmp_path), "--store", str(tmp_path / "s")]) == 2
+    assert f"{tmp_path / 'v'}: not found" in capsys.readouterr().err  # before any work
+    (tmp_path / "v").mkdir()
+    assert ucf101.main(["prepare", "--videos", str(tmp_path / "v"), "--splits",
+                        str(tmp_path), "--store", str(tmp_path / "s")]) == 2
     assert "classInd.txt" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown backbone"):
         ucf101.get_encoder("resnet9000")

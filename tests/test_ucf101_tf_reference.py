@@ -20,6 +20,9 @@ def test_resize_is_bit_identical_to_tf_image_resize():
         size = sm.resized_size(h, w, min_resize)
         want = tf.image.resize(frames, size).numpy()  # bilinear, antialias=False (TF2 default)
         got = sm.resize_bilinear(frames, size)
+        # Exact on purpose, and on any CPU: both sides do the same elementwise float32 operations
+        # in the same order (no sums, no CPU-dispatched kernels), and only bit-identity makes the
+        # cast to uint8 below agree everywhere.
         np.testing.assert_array_equal(got, want)
         # The protocol's resize_smallest: the same, cast back to uint8 with tf.cast.
         want_uint8 = tf.cast(tf.image.resize(frames, size), tf.uint8).numpy()

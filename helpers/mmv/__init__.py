@@ -15,7 +15,13 @@ original code); ``vat`` the video embedding in the video-audio-text space (``vis
 Command line (batch use)::
 
     python -m helpers.mmv embed --backbone s3d [--checkpoint mmv_s3d.pkl] \\
-        --clips clips.npy --out embeddings.npz [--batch-size 8]
+        --clips clips.npy --out embeddings.npz [--batch-size 8] \\
+        [--audio sound.wav] [--text "a dog barking"]     # these two: the TF-Hub module
+    python -m helpers.mmv export-tfhub --backbone s3d --checkpoint mmv_s3d.pkl --out DIR
+    python -m helpers.mmv compare-releases --backbone s3d  # TF-Hub video vs JAX checkpoint
+
+Audio and text: :mod:`helpers.mmv.audio_text` (the Haiku towers on the checkpoints) and
+:mod:`helpers.mmv.hub` (DeepMind's TF-Hub modules, notebook 05).
 
 Checkpoint weights are DeepMind's, licensed CC BY-NC 4.0 (non-commercial use only). Importing
 this module does not import JAX; building a model does.
@@ -23,7 +29,6 @@ this module does not import JAX; building a model does.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import sys
@@ -31,7 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers import config, downloads
+from helpers import config, downloads, resources
+from helpers.mmv.clips import space_to_depth  # noqa: F401  (re-exported)
 from helpers.mmv.checkpoint import (  # noqa: F401  (re-exported)
     BACKBONES,
     CheckpointError,
@@ -105,10 +111,8 @@ def _real_path(backbone: str) -> Path:
 
 
 def resolve_mode(backbone: str) -> str:
-    """``"real"`` or ``"tiny"`` for ``backbone``'s checkpoint (see :func:`helpers.config.resolve`)."""
-    _check_backbone(backbone)
-    return config.resolve(f"mmv_{backbone}", is_cached=_real_path(backbone).is_file(),
-                          probe_url=RESOURCES[backbone].url)
+    """``"real"`` or ``"tiny"`` for ``backbone``'s checkpoint (see :mod:`helpers.resources`)."""
+    return resources.mode(f"mmv_{_check_backbone(backbone)}")
 
 
 def checkpoint_path(backbone: str, mode: str | None = None) -> Path:
@@ -119,14 +123,11 @@ def checkpoint_path(backbone: str, mode: str | None = None) -> Path:
     weights in the official format, generated once into ``<cache>/tiny/mmv/``.
     ``mode`` defaults to :func:`resolve_mode`. Raises :class:`helpers.downloads.DownloadError`.
     """
-    _check_backbone(backbone)
-    mode = mode or resolve_mode(backbone)
-    if mode == "tiny":
-        from helpers.standins import mmv as standin
+    return resources.path(f"mmv_{_check_backbone(backbone)}", mode)
 
-        return standin.tiny_checkpoint(backbone)
-    if mode != "real":
-        raise config.ConfigError(f"mode must be 'real' or 'tiny', got {mode!r}")
+
+def _download_checkpoint(backbone: str) -> Path:
+    """The real checkpoint, downloaded once and checked for a plausible size."""
     resource = RESOURCES[backbone]
     path = downloads.fetch(resource, config.cache_dir("real", "mmv"))
     minimum = tree_bytes(backbone)  # no published sizes: the video part alone is a lower bound
@@ -139,25 +140,15 @@ def checkpoint_path(backbone: str, mode: str | None = None) -> Path:
     return path
 
 
+for _backbone in BACKBONES:
+    resources.register(f"mmv_{_backbone}", "mmv",
+                       is_cached=lambda b=_backbone: _real_path(b).is_file(),
+                       probe_url=lambda b=_backbone: RESOURCES[b].url,
+                       fetch=lambda b=_backbone: _download_checkpoint(b))
+del _backbone
+
+
 # --------------------------------------------------------------------------- clips
-
-
-def space_to_depth(clip: np.ndarray) -> np.ndarray:
-    """``[B, T, H, W, C]`` -> ``[B, T/2, H/2, W/2, 8C]``: each 2x2x2 block of pixels becomes channels.
-
-    Channel ``((dt * 2 + dh) * 2 + dw) * C + c`` holds pixel ``(2t + dt, 2h + dh, 2w + dw)``,
-    colour ``c``. S3D-G applies it to its input so that its first convolution (7x7x7 at stride
-    2 in the paper) runs as a 2x4x4 convolution at stride 1. Works on numpy and JAX arrays.
-    Raises ``ValueError`` for odd T, H or W.
-    """
-    if clip.ndim != 5:
-        raise ValueError(f"space-to-depth needs [B, T, H, W, C], got shape {tuple(clip.shape)}")
-    b, t, h, w, c = clip.shape
-    if t % 2 or h % 2 or w % 2:
-        raise ValueError(f"space-to-depth needs even T, H and W, got shape {tuple(clip.shape)}")
-    x = clip.reshape(b, t // 2, 2, h // 2, 2, w // 2, 2, c)
-    x = x.transpose(0, 1, 3, 5, 2, 4, 6, 7)
-    return x.reshape(b, t // 2, h // 2, w // 2, 8 * c)
 
 
 def check_clips(clips, backbone: str, what: str = "clips") -> np.ndarray:
@@ -246,7 +237,25 @@ class VideoEncoder:
             out, _ = self._apply(self.params, self.state, batch)
             pieces.append(jax.tree_util.tree_map(np.asarray, out))
         joined = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs)[:total], *pieces)
+        for key in ("vid_repr", "va", "vat"):
+            if not np.isfinite(joined[key]).all():
+                self._raise_non_finite(key, joined[key])
         return joined
+
+    def _raise_non_finite(self, key: str, value: np.ndarray):
+        """The clips were checked finite, so the weights are to blame: say which arrays."""
+        from helpers.checks import NonFiniteError
+
+        bad = [f"{module}/{name}" for collection in (self.params, self.state)
+               for module, arrays in collection.items() for name, array in arrays.items()
+               if not np.isfinite(np.asarray(array)).all()]
+        rows = np.flatnonzero(~np.isfinite(value).reshape(len(value), -1).all(axis=1))
+        where = (f"the weights hold NaN or infinite values in {len(bad)} arrays (first: "
+                 f"{', '.join(bad[:3])})" if bad else "the weights are finite, so the "
+                 "computation overflowed")
+        raise NonFiniteError(f"{self.source}: MMV {DISPLAY_NAME[self.backbone]} output {key!r} "
+                             f"is not finite for clips {rows[:5].tolist()}; the clips are "
+                             f"finite, {where}")
 
     def __call__(self, clips) -> dict:
         out = self.forward(clips)
@@ -295,30 +304,45 @@ def load_model(backbone: str, checkpoint=None, batch_size: int | None = None) ->
 # --------------------------------------------------------------------------- command line
 
 
-def _embed(args) -> int:
-    clips_path = Path(args.clips)
-    if not clips_path.is_file():
-        raise ClipError(f"{clips_path}: no such file")
-    try:
-        clips = np.load(clips_path, allow_pickle=False)
-    except ValueError as err:
-        raise ClipError(f"{clips_path}: not a plain .npy array ({err})") from None
-    if not isinstance(clips, np.ndarray):
-        raise ClipError(f"{clips_path}: expected one .npy array, found a {type(clips).__name__} "
-                        "(an .npz archive?)")
-    clips = check_clips(clips, args.backbone, what=str(clips_path))
-    if args.checkpoint:
-        checkpoint = Path(args.checkpoint)
-        print(f"checkpoint: {checkpoint}", file=sys.stderr)
+def checkpoint_provenance(backbone: str, checkpoint=None) -> dict:
+    """What the weights are: ``{"origin", "file", "sha256"}`` for reports and cache keys.
+
+    ``origin``: ``official`` (the downloaded checkpoint), ``stand-in`` (the course's generated
+    checkpoint, found by its digest or its place in the tiny cache) or ``user file``.
+    ``checkpoint``: a path, or ``None`` for :func:`checkpoint_path` (which downloads or builds
+    it). The digest is the file's SHA-256 (remembered by size and mtime, see
+    :func:`helpers.checks.file_digest`).
+    """
+    from helpers import checks
+
+    if checkpoint is None:
+        mode = resolve_mode(backbone)
+        path = checkpoint_path(backbone, mode)
+        origin = "official" if mode == "real" else "stand-in"
     else:
-        mode = resolve_mode(args.backbone)
-        checkpoint = checkpoint_path(args.backbone, mode)
-        print(f"checkpoint: {checkpoint} ({mode})", file=sys.stderr)
-        if mode == "tiny":
-            print("WARNING: tiny mode: a generated stand-in with RANDOM weights; the embeddings "
-                  "mean nothing.", file=sys.stderr)
-    encoder = load_model(args.backbone, checkpoint, batch_size=args.batch_size)
-    out = encoder(clips)
+        path = Path(checkpoint)
+        origin = "user file"
+    digest = checks.file_digest(path)
+    if origin == "user file":
+        from helpers.standins import mmv as standin
+
+        tiny_root = (config.cache_root() / "tiny" / "mmv").resolve()
+        if tiny_root in path.resolve().parents:
+            origin = "stand-in"
+        else:
+            known = (config.cache_root() / "tiny" / "mmv"
+                     / f"{standin.RULE}-seed{standin.DEFAULT_SEED}" / f"mmv_{backbone}.pkl")
+            if known.is_file() and checks.file_digest(known) == digest:
+                origin = "stand-in"
+    return {"origin": origin, "file": str(path), "sha256": digest}
+
+
+def _embed(args) -> int:
+    out = _embed_clips(args) if args.clips else {}
+    if args.audio or args.text:
+        from helpers.mmv import commands
+
+        out.update(commands.embed_audio_text(args))
 
     from helpers import atomic
 
@@ -328,29 +352,61 @@ def _embed(args) -> int:
     return 0
 
 
+def _embed_clips(args) -> dict:
+    from helpers import checks
+
+    clips = checks.load_npy(args.clips)
+    clips = check_clips(clips, args.backbone, what=str(args.clips))
+    weights = checkpoint_provenance(args.backbone, args.checkpoint)
+    checkpoint = Path(weights["file"])
+    if args.checkpoint:
+        print(f"checkpoint: {checkpoint} ({weights['origin']}, sha256 {weights['sha256'][:12]})",
+              file=sys.stderr)
+    else:
+        mode = resolve_mode(args.backbone)
+        print(f"checkpoint: {checkpoint} ({mode})", file=sys.stderr)
+    if weights["origin"] == "stand-in":
+        print("WARNING: tiny mode: a generated stand-in with RANDOM weights; the embeddings "
+              "mean nothing.", file=sys.stderr)
+    # None for the default: load_model then drops a damaged download from the cache.
+    encoder = load_model(args.backbone, args.checkpoint, batch_size=args.batch_size)
+    return encoder(clips)
+
+
 def main(argv=None) -> int:
-    """``python -m helpers.mmv embed ...``; returns the exit status (2: bad input, 1: download)."""
-    parser = argparse.ArgumentParser(prog="python -m helpers.mmv", description=(
+    """``python -m helpers.mmv embed ...``; exit status 2 for any bad input (one line)."""
+    from helpers import cli
+
+    parser = cli.ArgumentParser(prog="python -m helpers.mmv", description=(
         "Embed RGB clips with an MMV video model (vid_repr, va, vat). " + LICENCE))
     sub = parser.add_subparsers(dest="command", required=True)
     embed = sub.add_parser("embed", help="embed clips from a .npy file into a .npz file")
     embed.add_argument("--backbone", required=True, choices=BACKBONES)
-    embed.add_argument("--checkpoint", help="checkpoint pickle (default: download the official "
+    embed.add_argument("--checkpoint", type=cli.input_file,
+                       help="checkpoint pickle (default: download the official "
                        "one, or generate the stand-in in tiny mode)")
-    embed.add_argument("--clips", required=True,
-                       help=".npy file of clips [B, T, H, W, 3] float32 in [0, 1]")
-    embed.add_argument("--out", required=True, help="output .npz (vid_repr, va, vat)")
-    embed.add_argument("--batch-size", type=int, default=None,
+    embed.add_argument("--clips", type=cli.input_file,
+                       help=".npy file of clips [B, T, H, W, 3] float32 in [0, 1] (JAX checkpoint)")
+    embed.add_argument("--audio", action="append", default=[], metavar="FILE",
+                       type=cli.input_file,
+                       help="a .wav / .mp4 / ... file whose first 3.2 s of sound to embed with the "
+                       "TF-Hub module (repeatable): audio_va, audio_vat, audio_last_conv")
+    embed.add_argument("--text", action="append", default=[], metavar="SENTENCE",
+                       help="a sentence to embed with the TF-Hub module (repeatable): text_vat")
+    embed.add_argument("--out", required=True, type=cli.suffixed(cli.output_file, ".npz"),
+                       help="output .npz (every embedding computed: vid_repr, va, vat for "
+                       "--clips; audio_*, text_* for --audio / --text)")
+    embed.add_argument("--batch-size", type=cli.positive_int, default=None,
                        help="clips per forward pass (default: s3d 8, tsm_resnet_x1 4, x2 2)")
-    args = parser.parse_args(argv)
-    if args.batch_size is not None and args.batch_size < 1:
-        parser.error("--batch-size must be at least 1")
-    try:
-        return _embed(args)
-    except (ClipError, CheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except downloads.DownloadError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    from helpers.mmv import commands
 
+    commands.add_parsers(sub)
+
+    def body(args) -> int:
+        if args.command != "embed":
+            return commands.run(args)
+        if not (args.clips or args.audio or args.text):
+            raise cli.CLIError("give at least one of --clips, --audio, --text")
+        return _embed(args)
+
+    return cli.main(parser, body, argv)

@@ -32,6 +32,14 @@ BACKBONES = ("s3d", "tsm_resnet_x1", "tsm_resnet_x2")
 #: Root module of the official model, and the parts of its tree the video outputs use.
 ROOT = "text_audio_video"
 VISUAL_MARKERS = ("/visual_module/", "/vid2audio_embd/", "/vis_embd/")
+#: What each output of the model reads. Audio reaches the vat space through the video's
+#: ``vis_embd`` head (FAC), so "audio" includes it. ``audio2txt_embd`` is in the checkpoints but
+#: unused by the FAC graph at evaluation, so no part includes it.
+PARTS = {
+    "video": VISUAL_MARKERS,
+    "audio": ("/audio_module/", "_get_pair_embedding_heads/audio_embd/", "/vis_embd/"),
+    "text": ("/text_module/", "/txt_embd/", "/txt2audio_embd/"),
+}
 
 
 class CheckpointError(ValueError):
@@ -69,6 +77,16 @@ def is_visual(module_path: str) -> bool:
     return any(marker in module_path for marker in VISUAL_MARKERS)
 
 
+def check_parts(parts) -> tuple[str, ...]:
+    """``parts`` (a name or names out of :data:`PARTS`) as a sorted tuple; ``ValueError`` otherwise."""
+    names = (parts,) if isinstance(parts, str) else tuple(parts)
+    unknown = [p for p in names if p not in PARTS]
+    if unknown or not names:
+        raise ValueError(f"unknown checkpoint part(s) {unknown or names!r}; choose from "
+                         f"{', '.join(PARTS)}")
+    return tuple(sorted(set(names), key=list(PARTS).index))
+
+
 def _check_backbone(backbone: str) -> str:
     if backbone not in BACKBONES:
         raise ValueError(f"unknown MMV backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
@@ -92,14 +110,34 @@ def parse_tree_listing(text: str, source: str = "listing") -> tuple[TreeEntry, .
 
 
 @functools.lru_cache(maxsize=None)
-def expected_tree(backbone: str) -> tuple[TreeEntry, ...]:
-    """The visual subset of the official checkpoint of ``backbone``, as listed in the package data.
+def _listing(name: str) -> tuple[TreeEntry, ...]:
+    resource = importlib.resources.files("helpers.mmv").joinpath("trees", f"{name}.txt")
+    return parse_tree_listing(resource.read_text(encoding="utf-8"), f"mmv/trees/{name}.txt")
 
-    313 params + 474 state arrays for ``s3d``; 162 + 312 for each TSM-ResNet.
+
+def expected_tree(backbone: str, parts=("video",)) -> tuple[TreeEntry, ...]:
+    """The arrays of ``backbone``'s official checkpoint that ``parts`` read (package data listings).
+
+    ``parts``: out of :data:`PARTS`. ``"video"`` (default): the visual backbone and the video
+    heads, 313 params + 474 state arrays for ``s3d``, 162 + 312 for each TSM-ResNet.
+    ``"audio"``: the audio ResNet50, its ``audio_embd`` head and ``vis_embd``; ``"text"``: the
+    word embeddings, ``text_conv1`` and the heads ``txt_embd``, ``txt2audio_embd``. The audio and
+    text arrays are the same in all three checkpoints (``trees/audio_text.txt``).
     """
     _check_backbone(backbone)
-    resource = importlib.resources.files("helpers.mmv").joinpath("trees", f"{backbone}.txt")
-    return parse_tree_listing(resource.read_text(encoding="utf-8"), f"mmv/trees/{backbone}.txt")
+    wanted = [m for part in check_parts(parts) for m in PARTS[part]]
+    seen, out = set(), []
+    for entry in _listing(backbone) + _listing("audio_text"):
+        if any(m in entry.module for m in wanted) and entry.key not in seen:
+            seen.add(entry.key)
+            out.append(entry)
+    return tuple(out)
+
+
+def official_tree(backbone: str) -> tuple[TreeEntry, ...]:
+    """Every array of ``backbone``'s official checkpoint (video, audio and text, unused heads too)."""
+    _check_backbone(backbone)
+    return _listing(backbone) + _listing("audio_text")
 
 
 def tree_bytes(backbone: str) -> int:
@@ -280,12 +318,13 @@ def _as_array(value):
     return None
 
 
-def extract_visual(tree, backbone: str, source: str = "checkpoint") -> dict:
-    """Pick the visual backbone and video heads out of a loaded checkpoint and verify them.
+def extract_visual(tree, backbone: str, source: str = "checkpoint", parts=("video",)) -> dict:
+    """Pick the arrays ``parts`` read (default: the visual backbone and video heads) out of a
+    loaded checkpoint and verify them.
 
     ``tree``: the unpickled object, a mapping with ``'params'`` and ``'state'`` (extra top-level
-    keys and the audio/text entries are ignored). Returns ``{'params': {module: {name: array}},
-    'state': {...}}`` with exactly the entries of :func:`expected_tree`. Raises
+    keys and the entries of other parts are ignored). Returns ``{'params': {module: {name: array}},
+    'state': {...}}`` with exactly the entries of :func:`expected_tree` for ``parts``. Raises
     :class:`CheckpointError` naming every missing array and every array of the wrong shape/dtype.
     """
     _check_backbone(backbone)
@@ -302,7 +341,7 @@ def extract_visual(tree, backbone: str, source: str = "checkpoint") -> dict:
 
     out: dict = {"params": {}, "state": {}}
     missing, wrong = [], []
-    for entry in expected_tree(backbone):
+    for entry in expected_tree(backbone, parts):
         module = tree[entry.collection].get(entry.module)
         value = module.get(entry.name) if isinstance(module, collections.abc.Mapping) else None
         if value is None:
@@ -317,13 +356,14 @@ def extract_visual(tree, backbone: str, source: str = "checkpoint") -> dict:
         else:
             out[entry.collection].setdefault(entry.module, {})[entry.name] = array
     if missing or wrong:
-        raise CheckpointError(_problem_report(source, backbone, tree, missing, wrong))
+        raise CheckpointError(_problem_report(source, backbone, tree, missing, wrong, parts=parts))
     return out
 
 
-def _problem_report(source, backbone, tree, missing, wrong, show: int = 8) -> str:
-    total = len(expected_tree(backbone))
-    lines = [f"{source} is not a complete {backbone} checkpoint:"]
+def _problem_report(source, backbone, tree, missing, wrong, show: int = 8, parts=("video",)) -> str:
+    total = len(expected_tree(backbone, parts))
+    which = "" if tuple(parts) == ("video",) else f" (parts: {', '.join(parts)})"
+    lines = [f"{source} is not a complete {backbone} checkpoint{which}:"]
     guess = guess_backbone(tree)
     if guess and guess != backbone:
         lines.append(f"  it looks like a {guess} checkpoint: load it with backbone={guess!r}")
@@ -340,14 +380,16 @@ def _problem_report(source, backbone, tree, missing, wrong, show: int = 8) -> st
     return "\n".join(lines)
 
 
-def load_checkpoint(path, backbone: str) -> dict:
-    """Safely read an MMV checkpoint pickle and return its verified visual subset.
+def load_checkpoint(path, backbone: str, parts=("video",)) -> dict:
+    """Safely read an MMV checkpoint pickle and return the verified arrays ``parts`` read.
 
     ``path``: a checkpoint file (``str``/``Path``), its bytes, or a binary file object.
-    Returns ``{'params': {module_path: {name: np.ndarray}}, 'state': {...}}`` holding the
-    visual backbone and the video heads (``vid2audio_embd``, ``vis_embd``) only.
+    ``parts``: any of ``"video"``, ``"audio"``, ``"text"`` (see :func:`expected_tree`).
+    Returns ``{'params': {module_path: {name: np.ndarray}}, 'state': {...}}`` holding, by
+    default, the visual backbone and the video heads (``vid2audio_embd``, ``vis_embd``) only.
     Raises :class:`UnsafeCheckpointError` (nothing executed) or :class:`CheckpointError`.
     """
     _check_backbone(backbone)
+    parts = check_parts(parts)
     source = str(path) if isinstance(path, (str, os.PathLike)) else getattr(path, "name", "<bytes>")
-    return extract_visual(safe_unpickle(path), backbone, source)
+    return extract_visual(safe_unpickle(path), backbone, source, parts)

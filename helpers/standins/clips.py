@@ -85,16 +85,17 @@ def generate(folder) -> list[dict]:
     Returns a list of ``{"name", "path", "caption", "label", "num_frames", "fps"}`` in
     :data:`CLIPS` order.
     """
-    from helpers import video
+    from helpers import atomic, video
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for index, (name, filename, caption, label, (height, width), n, fps) in enumerate(CLIPS):
         path = folder / filename
-        if not path.exists():
-            rng = np.random.default_rng(index)
-            video.write_video(path, _frames(name, height, width, n, rng), fps)
+        with atomic.locked(path):  # a second process waits for the first one's file
+            if not path.exists():
+                rng = np.random.default_rng(index)
+                video.write_video(path, _frames(name, height, width, n, rng), fps)
         out.append({"name": name, "path": path, "caption": caption, "label": label,
                     "num_frames": n, "fps": fps})
     return out

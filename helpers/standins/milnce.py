@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers import atomic
+
 #: Bump when the stand-in's layout or graph changes: cached copies of older versions are rebuilt.
 VERSION = 1
 #: Marker file inside the module folder (hub.load and the SavedModel loader ignore it).
@@ -237,7 +239,7 @@ def build_module(dest_dir, tf1_style: bool = False, seed: int = 0) -> Path:
     SavedModel. ``seed``: the random weights (same seed, same module outputs).
     Returns ``dest_dir``. Imports TensorFlow.
     """
-    from helpers.milnce import import_tensorflow
+    from helpers.gpu import import_tensorflow
 
     tf = import_tensorflow()
     dest = Path(dest_dir)
@@ -285,31 +287,34 @@ def ensure_in_cache(cache_dir, handle: str, tf1_style: bool = True, seed: int = 
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     target = cache_dir / cache_folder_name(handle)
-    marker = read_marker(target)
-    if marker and marker.get("version") == VERSION and marker.get("seed") == seed \
-            and marker.get("tf1_style") == tf1_style:
-        return target
-    if target.exists() and any(target.iterdir()) and marker is None:
-        raise FileExistsError(f"{target} holds a module that is not the course's stand-in; "
-                              f"refusing to overwrite it (is this a real TF-Hub cache?)")
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=cache_dir))
-    try:
-        build_module(tmp / "module", tf1_style=tf1_style, seed=seed)
-        old = None
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".old-{target.name}-", dir=cache_dir))
-            try:
-                os.replace(target, old / "module")
-            except FileNotFoundError:  # another process moved the outdated one first
-                pass
+    # One build at a time; the others wait and reuse it. Not "<sha1>.lock": that name is
+    # tensorflow_hub's own download lock, which hub.load would wait on for 20 minutes.
+    with atomic.locked(cache_dir / f".standin-{target.name}"):
+        marker = read_marker(target)
+        if marker and marker.get("version") == VERSION and marker.get("seed") == seed \
+                and marker.get("tf1_style") == tf1_style:
+            return target
+        if target.exists() and any(target.iterdir()) and marker is None:
+            raise FileExistsError(f"{target} holds a module that is not the course's stand-in; "
+                                  f"refusing to overwrite it (is this a real TF-Hub cache?)")
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=cache_dir))
         try:
-            os.rename(tmp / "module", target)
-        except OSError:
-            # Another process put a module there first: use theirs if it is current.
-            if read_marker(target) is None:
-                raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            build_module(tmp / "module", tf1_style=tf1_style, seed=seed)
+            old = None
+            if target.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".old-{target.name}-", dir=cache_dir))
+                try:
+                    os.replace(target, old / "module")
+                except FileNotFoundError:  # another process moved the outdated one first
+                    pass
+            try:
+                os.rename(tmp / "module", target)
+            except OSError:
+                # Another process put a module there first: use theirs if it is current.
+                if read_marker(target) is None:
+                    raise
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return target

@@ -19,9 +19,11 @@ state ``var_ema``      ``average`` = ``hidden`` = ``uniform(0.5, 1.5)``
 state ``counter``      ``int32`` 1
 =====================  =========================================================================
 
-Tiny mode uses only the visual backbone and the two video heads (the arrays listed in
-``helpers/mmv/trees``); the audio and text parts of the real checkpoints are left out because
-the video outputs never read them. Weights are random: outputs mean nothing.
+By default a stand-in holds only the visual backbone and the two video heads (the arrays of
+``helpers/mmv/trees/<backbone>.txt``), since the video outputs never read the rest; asked for
+``parts=("video", "audio", "text")`` or ``"full"`` it also holds the audio and text towers
+(``trees/audio_text.txt``; ``"full"``: every array of the official file, unused heads too).
+Weights are random: outputs mean nothing.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from helpers import atomic, config
-from helpers.mmv.checkpoint import BACKBONES, TreeEntry, expected_tree
+from helpers.mmv.checkpoint import BACKBONES, TreeEntry, check_parts, expected_tree, official_tree
 
 RULE = "mmv-kat-v1"
 DEFAULT_SEED = 0
@@ -88,9 +90,17 @@ def make_tree(entries, seed: int = DEFAULT_SEED) -> dict:
     return tree
 
 
-def make_checkpoint(backbone: str, seed: int = DEFAULT_SEED, extra_entries=()) -> dict:
-    """The visual subset of ``backbone``'s checkpoint by rule, plus ``extra_entries`` (TreeEntry)."""
-    return make_tree(tuple(expected_tree(backbone)) + tuple(extra_entries), seed)
+def _entries(backbone: str, parts) -> tuple:
+    if parts == "full":
+        return official_tree(backbone)
+    return expected_tree(backbone, check_parts(parts))
+
+
+def make_checkpoint(backbone: str, seed: int = DEFAULT_SEED, extra_entries=(),
+                    parts=("video",)) -> dict:
+    """``backbone``'s checkpoint by rule: the arrays ``parts`` read (``"full"``: all of the
+    official file), plus ``extra_entries`` (TreeEntry)."""
+    return make_tree(tuple(_entries(backbone, parts)) + tuple(extra_entries), seed)
 
 
 # --------------------------------------------------------------------------- pickling
@@ -175,19 +185,25 @@ def write_checkpoint(tree: dict, path, **kwargs) -> Path:
     return atomic.write_bytes(path, checkpoint_bytes(tree, **kwargs))
 
 
-def tiny_checkpoint(backbone: str, seed: int = DEFAULT_SEED) -> Path:
+def tiny_checkpoint(backbone: str, seed: int = DEFAULT_SEED, full: bool = False) -> Path:
     """Path of the tiny-mode stand-in for ``backbone`` (generated once, then cached).
 
     Written in Haiku-FlatMapping form with numpy 1 array names, the older of the two layouts
     the official pickles may have. Lives in ``config.cache_dir('tiny', 'mmv', ...)``.
+    ``full``: every array of the official file (audio and text towers too, about 230 MB more:
+    ``mmv_<backbone>.full.pkl``) instead of the video part only.
     """
     if backbone not in BACKBONES:
         raise ValueError(f"unknown MMV backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
-    path = config.cache_dir("tiny", "mmv", f"{RULE}-seed{seed}") / f"mmv_{backbone}.pkl"
+    name = f"mmv_{backbone}.full.pkl" if full else f"mmv_{backbone}.pkl"
+    path = config.cache_dir("tiny", "mmv", f"{RULE}-seed{seed}") / name
     if not path.exists():
-        tree = make_checkpoint(backbone, seed)
-        write_checkpoint(tree, path, container="flatmapping", numpy1_names=True,
-                         extra_top_level={"standin": f"random weights, rule {RULE}, seed {seed}"})
+        with atomic.locked(path):
+            if not path.exists():  # another process may have written it while we waited
+                tree = make_checkpoint(backbone, seed, parts="full" if full else ("video",))
+                write_checkpoint(tree, path, container="flatmapping", numpy1_names=True,
+                                 extra_top_level={"standin": f"random weights, rule {RULE}, "
+                                                             f"seed {seed}"})
     return path
 
 

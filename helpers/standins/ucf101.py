@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers import atomic
+
 #: (class name, RGB colour, shape, motion). Names are CamelCase like UCF101's.
 CLASS_SPECS = (
     ("RedDiscRight", (225, 40, 40), "disc", "right"),
@@ -194,47 +196,50 @@ def make_mini_ucf101(root: str | os.PathLike | None = None, *, num_classes: int 
                   for k in range(1, clips_per_group + 1))
     result = MiniUCF101(root, root / LAYOUT_FOLDERS[layout], root / SPLITS_FOLDER, classes,
                         names, layout)
-    marker = root / MARKER
-    if marker.is_file() and json.loads(marker.read_text()) == settings:
-        return result
-    if root.exists() and any(root.iterdir()):
-        raise FileExistsError(f"{root} exists and is not a mini-UCF101 made with these settings; "
-                              "choose another folder")
-
-    building = root.with_name(f".tmp-{root.name}-{os.getpid()}")
-    shutil.rmtree(building, ignore_errors=True)
-    videos_dir = building / LAYOUT_FOLDERS[layout]
-    low, high = seconds
-    jobs = []
-    for class_name in classes:
-        for gi, group in enumerate(groups):
-            rate = fps[gi % len(fps)]
-            for clip in range(1, clips_per_group + 1):
-                length_rng = np.random.default_rng([seed, group, clip, len(class_name)])
-                num_frames = max(2, int(round(length_rng.uniform(low, high) * rate)))
-                name = f"v_{class_name}_g{group:02d}_c{clip:02d}.avi"
-                folder = videos_dir / class_name if layout == "official" else videos_dir
-                jobs.append((folder / name, spec_of[class_name], num_frames, group, clip, rate))
-
-    def make(job):
-        path, spec, num_frames, group, clip, rate = job
-        write_avi(path, render_video(spec, num_frames, tuple(frame_size), group, clip, seed), rate)
-
-    with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
-        list(pool.map(make, jobs))  # list(): re-raises the first error
-    _write_split_files(building / SPLITS_FOLDER, classes, groups, clips_per_group, crlf)
-    (building / MARKER).write_text(json.dumps(settings))
+    # One builder at a time (other processes wait, then find the finished dataset).
     root.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        if root.exists():
-            root.rmdir()  # empty (checked above)
-        os.replace(building, root)
-    except OSError:
-        # Another process (a parallel test worker) finished the same dataset first: use it.
+    with atomic.locked(root):
+        marker = root / MARKER
+        if marker.is_file() and json.loads(marker.read_text()) == settings:
+            return result
+        if root.exists() and any(root.iterdir()):
+            raise FileExistsError(f"{root} exists and is not a mini-UCF101 made with these settings; "
+                                  "choose another folder")
+
+        building = root.with_name(f".tmp-{root.name}-{os.getpid()}")
         shutil.rmtree(building, ignore_errors=True)
-        if not (marker.is_file() and json.loads(marker.read_text()) == settings):
-            raise
-    return result
+        videos_dir = building / LAYOUT_FOLDERS[layout]
+        low, high = seconds
+        jobs = []
+        for class_name in classes:
+            for gi, group in enumerate(groups):
+                rate = fps[gi % len(fps)]
+                for clip in range(1, clips_per_group + 1):
+                    length_rng = np.random.default_rng([seed, group, clip, len(class_name)])
+                    num_frames = max(2, int(round(length_rng.uniform(low, high) * rate)))
+                    name = f"v_{class_name}_g{group:02d}_c{clip:02d}.avi"
+                    folder = videos_dir / class_name if layout == "official" else videos_dir
+                    jobs.append((folder / name, spec_of[class_name], num_frames, group, clip, rate))
+
+        def make(job):
+            path, spec, num_frames, group, clip, rate = job
+            write_avi(path, render_video(spec, num_frames, tuple(frame_size), group, clip, seed), rate)
+
+        with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
+            list(pool.map(make, jobs))  # list(): re-raises the first error
+        _write_split_files(building / SPLITS_FOLDER, classes, groups, clips_per_group, crlf)
+        (building / MARKER).write_text(json.dumps(settings))
+        root.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if root.exists():
+                root.rmdir()  # empty (checked above)
+            os.replace(building, root)
+        except OSError:
+            # Another process (a parallel test worker) finished the same dataset first: use it.
+            shutil.rmtree(building, ignore_errors=True)
+            if not (marker.is_file() and json.loads(marker.read_text()) == settings):
+                raise
+        return result
 
 
 def _write_split_files(folder: Path, classes, groups, clips_per_group: int, crlf: bool) -> None:

@@ -48,7 +48,7 @@ from typing import Callable
 
 import numpy as np
 
-from helpers import atomic, config, downloads, probe
+from helpers import atomic, config, downloads, probe, resources
 from helpers.ucf101.features import (FeatureError, consolidate, extract_features,  # noqa: F401
                                      feature_cache_dir)
 from helpers.ucf101.sampling import (MMV_PROTOCOL, Protocol, TrainDraw, clip_indices,  # noqa: F401
@@ -110,8 +110,12 @@ def _real_data_present() -> bool:
 
 def resolve_mode() -> str:
     """``real`` or ``tiny`` for the UCF101 data (see :func:`helpers.config.resolve`)."""
-    return config.resolve("ucf101", is_cached=_real_data_present(),
-                          probe_url=config.url("ucf101_videos"))
+    return resources.mode("ucf101")
+
+
+resources.register("ucf101", "ucf101", is_cached=_real_data_present,
+                   probe_url=lambda: config.url("ucf101_videos"),
+                   fetch=lambda classes=None: download(classes))
 
 
 def protocol_for(mode: str) -> Protocol:
@@ -147,7 +151,7 @@ def extract_zip(zip_path: str | os.PathLike, dest_dir: str | os.PathLike, member
     right size are skipped, so an interrupted extraction picks up where it stopped. Members with
     absolute paths or ``..`` are refused. Raises :class:`UCF101Error` for a damaged archive.
     """
-    from tqdm.auto import tqdm
+    from helpers.progress import bar as tqdm
 
     dest = Path(dest_dir)
     dest.mkdir(parents=True, exist_ok=True)
@@ -221,20 +225,16 @@ def download_subset(video_names, dest_dir: str | os.PathLike | None = None,
     ``video_names``: names like ``v_ApplyEyeMakeup_g08_c01`` (e.g. the entries of
     ``load_split(...).restrict([...])``). ``fetch_members(url, members, dest_dir)`` does the
     transfer: it must write each zip member under ``dest_dir`` at its path in the zip. By default
-    it is ``helpers.remote_zip.fetch_members`` (range-request download, where available).
+    it is :func:`helpers.ucf101.remote.fetch_members` (HTTP range requests through fsspec).
     """
     dest = Path(dest_dir) if dest_dir is not None else real_dir()
     members = zip_member_names(video_names)
     todo = [m for m in members if not (dest / m).is_file()]
     if todo:
         if fetch_members is None:
-            try:
-                from helpers import remote_zip
-            except ImportError:
-                raise UCF101Error(
-                    "downloading a subset of UCF101 needs helpers.remote_zip (range requests); "
-                    "download the whole zip with download_videos() instead") from None
-            fetch_members = functools.partial(remote_zip.fetch_members, progress=progress)
+            from helpers.ucf101 import remote
+
+            fetch_members = functools.partial(remote.fetch_members, progress=progress)
         fetch_members(VIDEOS_ZIP.url, todo, dest)
     return dest / ZIP_VIDEOS_FOLDER
 
@@ -259,16 +259,14 @@ def download(classes=None, dest_dir: str | os.PathLike | None = None, progress: 
 
 def tiny_dataset(**kwargs) -> DatasetPaths:
     """Generate (once) the mini-UCF101 stand-in; ``kwargs`` go to ``make_mini_ucf101``."""
-    from helpers.standins.ucf101 import make_mini_ucf101
-
-    mini = make_mini_ucf101(**kwargs)
+    mini = resources.path("ucf101", "tiny", **kwargs)
     return DatasetPaths(mini.videos_dir, mini.splits_dir, "tiny")
 
 
 def dataset(mode: str | None = None, classes=None) -> DatasetPaths:
     """The UCF101 of ``mode`` (default :func:`resolve_mode`): download, or generate the stand-in."""
     mode = mode or resolve_mode()
-    return download(classes) if mode == "real" else tiny_dataset()
+    return resources.path("ucf101", "real", classes=classes) if mode == "real" else tiny_dataset()
 
 
 # --- re-encoding -------------------------------------------------------------------------------
@@ -336,13 +334,12 @@ class Encoder:
     mode: str = "real"
     description: str = ""
     clip_input: str = "float"
+    #: What the weights are (reports): ``{"origin": official | stand-in | user file,
+    #: "file", "sha256"}``; ``None`` when not known (a custom encoder).
+    weights: dict | None = None
 
     def __call__(self, clips):
         return self.fn(clips)
-
-
-def _file_digest(path, length: int = 12) -> str:
-    return downloads.sha256_of(Path(path))[:length]
 
 
 def mmv_encoder(backbone: str = "s3d", checkpoint=None) -> Encoder:
@@ -355,17 +352,19 @@ def mmv_encoder(backbone: str = "s3d", checkpoint=None) -> Encoder:
         raise ValueError(f"backbone must be one of {MMV_BACKBONES}, got {backbone!r}")
     from helpers import mmv
 
-    mode = "real" if checkpoint is not None else mmv.resolve_mode(backbone)
-    model = mmv.load_model(backbone, checkpoint)
-    weights = f"ckpt-{_file_digest(checkpoint)}" if checkpoint is not None else f"{mode}"
+    # The cache key carries the digest of the weights file, whichever it is (official
+    # download, stand-in, user file): new weights under the same name never reuse old features.
+    weights = mmv.checkpoint_provenance(backbone, checkpoint)
+    mode = "tiny" if weights["origin"] == "stand-in" else "real"
+    model = mmv.load_model(backbone, checkpoint)  # None: a damaged download is dropped there
     feature_dim = getattr(model, "feature_dim", None) or mmv.FEATURE_DIM.get(backbone)
 
     def fn(clips):
         return np.asarray(model(np.asarray(clips, dtype=np.float32))["vid_repr"])
 
-    source = f"checkpoint {checkpoint}" if checkpoint is not None else mode
-    return Encoder(fn, f"mmv_{backbone}_{weights}", feature_dim, mode,
-                   f"MMV {backbone} vid_repr ({source})")
+    return Encoder(fn, f"mmv_{backbone}_{weights['sha256'][:16]}", feature_dim, mode,
+                   f"MMV {backbone} vid_repr ({weights['origin']}: {weights['file']}, sha256 "
+                   f"{weights['sha256'][:12]})", weights)
 
 
 def milnce_encoder(handle=None) -> Encoder:
@@ -374,17 +373,26 @@ def milnce_encoder(handle=None) -> Encoder:
     Uses ``helpers.milnce.resolve_mode()``, ``helpers.milnce.load(handle)`` and
     ``helpers.milnce.embed_videos(model, clips, batch_size)``.
     """
-    from helpers import milnce
+    from helpers import checks, milnce
 
     mode = milnce.resolve_mode()
     model = milnce.load(handle)
-    tag = mode if handle is None else hashlib.sha256(str(handle).encode()).hexdigest()[:12]
+    # Key by the module's files (the cached or local SavedModel), not by its handle alone.
+    local = handle is not None and milnce._looks_local(str(handle))
+    folder = (Path(str(handle).removeprefix("file://")).expanduser() if local else
+              milnce.cache_folder(str(handle) if handle else milnce.default_handle(), mode))
+    digest = checks.folder_digest(folder) if folder.is_dir() else \
+        hashlib.sha256(str(handle).encode()).hexdigest()
+    tag = digest[:16]
+    origin = "user file" if local else ("stand-in" if mode == "tiny" else "official")
+    weights = {"origin": origin, "file": str(folder), "sha256": digest}
 
     def fn(clips):
         clips = np.asarray(clips, dtype=np.float32)
         return np.asarray(milnce.embed_videos(model, clips, batch_size=len(clips))["mixed_5c"])
 
-    return Encoder(fn, f"milnce_mixed_5c_{tag}", 1024, mode, f"MIL-NCE S3D mixed_5c ({mode})")
+    return Encoder(fn, f"milnce_mixed_5c_{tag}", 1024, "tiny" if origin == "stand-in" else "real",
+                   f"MIL-NCE S3D mixed_5c ({origin}: {folder})", weights)
 
 
 #: ``--backbone`` choices of the command line: name -> factory(checkpoint) -> Encoder.
@@ -484,6 +492,7 @@ def evaluate(store_dir, split: int = 1, backbone: str = "s3d", *, checkpoint=Non
         "encoder": encoder.name,
         "encoder_mode": encoder.mode,
         "encoder_description": encoder.description,
+        "weights": encoder.weights,
         "feature_dim": int(features.train.shape[-1]),
         "protocol": protocol.asdict(),
         "C": C,
@@ -529,100 +538,132 @@ def _classes_arg(text: str | None):
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from helpers import cli
+
+    parser = cli.ArgumentParser(
         prog="python -m helpers.ucf101",
         description="UCF101 linear evaluation of video backbones with the MMV protocol.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("download", help="download and extract the videos and the split files")
-    p.add_argument("--dest", type=Path, default=None,
+    p.add_argument("--dest", type=cli.output_folder, default=None,
                    help="target folder (default: the course's real cache)")
     p.add_argument("--classes", help="comma-separated class names: fetch only these (range "
                                      "requests on the zip)")
 
     p = sub.add_parser("prepare", help="re-encode the videos into a frame store (resumable)")
-    p.add_argument("--videos", type=Path, required=True,
+    p.add_argument("--videos", type=cli.input_folder, required=True,
                    help="folder of the .avi files (<Class>/v_*.avi, or flat as in the zip)")
-    p.add_argument("--splits", type=Path, required=True,
+    p.add_argument("--splits", type=cli.input_folder, required=True,
                    help="folder with classInd.txt, trainlist0N.txt, testlist0N.txt")
-    p.add_argument("--store", type=Path, required=True, help="frame store folder (created)")
+    p.add_argument("--store", type=cli.output_folder, required=True,
+                   help="frame store folder (created)")
     p.add_argument("--split", type=int, action="append", choices=SPLITS,
                    help="only the videos of this split (repeatable; default all)")
     p.add_argument("--classes", help="comma-separated class names to keep")
     p.add_argument("--skip-missing", action="store_true",
                    help="report listed videos that are not on disk instead of stopping")
-    p.add_argument("--workers", type=int, default=None, help="parallel ffmpeg processes")
+    p.add_argument("--workers", type=cli.positive_int, default=None,
+                   help="parallel ffmpeg processes")
 
     p = sub.add_parser("evaluate", help="extract features, fit the probe, report top-1/top-5")
-    p.add_argument("--store", type=Path, required=True)
+    p.add_argument("--store", type=cli.input_folder, required=True)
     p.add_argument("--split", type=int, default=1, choices=SPLITS)
-    p.add_argument("--backbone", default="s3d",
+    p.add_argument("--backbone", default="s3d", choices=list(ENCODERS),
                    help=f"one of {', '.join(ENCODERS)} (default s3d)")
     p.add_argument("--checkpoint", default=None,
-                   help="MMV checkpoint .pkl (default: the official one, downloaded)")
-    p.add_argument("--cache", type=Path, default=None, help="feature cache folder")
-    p.add_argument("--report", type=Path, default=None, help="write the JSON report here")
-    p.add_argument("--C", type=float, default=probe.DEFAULT_C, help="LinearSVC C (0.001)")
+                   help="MMV checkpoint .pkl (default: the official one, downloaded); for "
+                        "milnce a TF-Hub handle or a SavedModel folder")
+    p.add_argument("--cache", type=cli.output_folder, default=None, help="feature cache folder")
+    p.add_argument("--report", type=cli.output_file, default=None,
+                   help="write the JSON report here (checked writable before the run)")
+    p.add_argument("--C", type=cli.positive_float, default=probe.DEFAULT_C,
+                   help="LinearSVC C (0.001)")
     p.add_argument("--solver", choices=probe.SOLVERS, default=probe.DEFAULT_SOLVER,
                    help="probe solver: all classes at once (batched, batched-jax) or "
                         "scikit-learn's liblinear (sklearn, the reference); same objective")
     p.add_argument("--classes", help="comma-separated class names to keep")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--workers", type=int, default=None, help="decoding threads")
+    p.add_argument("--batch-size", type=cli.positive_int, default=8)
+    p.add_argument("--workers", type=cli.positive_int, default=None, help="decoding threads")
     p.add_argument("--jpeg-decoder", choices=JPEG_DECODERS, default="pillow",
                    help="pillow (default) or tensorflow (TF's fast DCT, exactly as the release)")
     p.add_argument("--protocol", choices=sorted(PROTOCOLS), default="mmv",
                    help="preset: mmv (published, default) or tiny (8 frames of 48x48, 4 passes, "
                         "4 windows: for trying the command on a CPU); the flags below override it")
-    p.add_argument("--frames", type=int, help="frames per clip (mmv: 32)")
-    p.add_argument("--stride", type=int, help="frame stride (mmv: 2)")
-    p.add_argument("--passes", type=int, help="training passes (mmv: 10)")
-    p.add_argument("--windows", type=int, help="test windows (mmv: 10)")
-    p.add_argument("--min-resize", type=int, help="short side after resizing (mmv: 224)")
-    p.add_argument("--crop", type=int, help="crop size (mmv: 224)")
-    p.add_argument("--seed", type=int, help="seed of the training draws (mmv: 0)")
+    p.add_argument("--frames", type=cli.positive_int, help="frames per clip (mmv: 32)")
+    p.add_argument("--stride", type=cli.positive_int, help="frame stride (mmv: 2)")
+    p.add_argument("--passes", type=cli.positive_int, help="training passes (mmv: 10)")
+    p.add_argument("--windows", type=cli.positive_int, help="test windows (mmv: 10)")
+    p.add_argument("--min-resize", type=cli.positive_int,
+                   help="short side after resizing (mmv: 224)")
+    p.add_argument("--crop", type=cli.positive_int, help="crop size (mmv: 224)")
+    p.add_argument("--seed", type=cli.nonnegative_int, help="seed of the training draws (mmv: 0)")
     p.add_argument("--no-progress", action="store_true")
     return parser
 
 
-def main(argv=None) -> int:
-    args = _build_parser().parse_args(argv)
-    try:
-        if args.command == "download":
-            paths = download(_classes_arg(args.classes), args.dest)
-            print(f"videos: {paths.videos_dir}\nsplits: {paths.splits_dir}")
-            return 0
-        if args.command == "prepare":
-            report = prepare(args.videos, args.splits, args.store, splits=args.split,
-                             classes=_classes_arg(args.classes),
-                             missing="skip" if args.skip_missing else "error",
-                             workers=args.workers)
-            print(report)
-            return 0
-        overrides = {field: value for field, value in (
-            ("num_frames", args.frames), ("stride", args.stride), ("train_passes", args.passes),
-            ("test_windows", args.windows), ("min_resize", args.min_resize),
-            ("crop_size", args.crop), ("seed", args.seed)) if value is not None}
-        protocol = PROTOCOLS[args.protocol].replace(**overrides)
-        report = evaluate(args.store, args.split, args.backbone, checkpoint=args.checkpoint,
-                          cache_dir=args.cache, report_path=args.report, C=args.C,
-                          protocol=protocol, classes=_classes_arg(args.classes),
-                          batch_size=args.batch_size, workers=args.workers,
-                          progress=not args.no_progress, jpeg_decoder=args.jpeg_decoder,
-                          solver=args.solver)
-        published = report["published_top1_percent"]
-        print(f"UCF101 split {args.split}, {args.backbone} ({report['encoder']}): "
-              f"top-1 {100 * report['top1']:.2f} %, top-5 {100 * report['top5']:.2f} % "
-              f"on {report['num_test_videos']} test videos")
-        if published is not None:
-            print(f"published top-1: {published} % ({PUBLISHED_SOURCE})")
-        if report["encoder_mode"] == "tiny":
-            print("NOTE: tiny-mode stand-in weights: this number means nothing.")
-        if args.report:
-            print(f"report: {args.report}")
-        return 0
-    except (SplitError, StoreError, FeatureError, UCF101Error, downloads.DownloadError,
-            ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+def _check_checkpoint_arg(backbone: str, checkpoint: str | None) -> None:
+    """A named checkpoint must exist before the long work: a file (MMV) or folder (MIL-NCE)."""
+    from helpers import checks, cli
 
+    if checkpoint is None or backbone not in MMV_BACKBONES + ("milnce",):
+        return
+    if backbone == "milnce":
+        if "://" in checkpoint and not checkpoint.startswith("file://"):
+            return  # a TF-Hub handle: checked when it loads
+        problem = checks.input_file_problem(checkpoint.removeprefix("file://"), folder=True)
+    else:
+        problem = checks.input_file_problem(checkpoint)
+    if problem:
+        raise cli.CLIError(f"{checkpoint}: {problem} (--checkpoint)")
+
+
+def _main(args) -> int:
+    if args.command == "download":
+        paths = download(_classes_arg(args.classes), args.dest)
+        print(f"videos: {paths.videos_dir}\nsplits: {paths.splits_dir}")
+        return 0
+    if args.command == "prepare":
+        report = prepare(args.videos, args.splits, args.store, splits=args.split,
+                         classes=_classes_arg(args.classes),
+                         missing="skip" if args.skip_missing else "error",
+                         workers=args.workers)
+        print(report)
+        return 0
+    _check_checkpoint_arg(args.backbone, args.checkpoint)
+    overrides = {field: value for field, value in (
+        ("num_frames", args.frames), ("stride", args.stride), ("train_passes", args.passes),
+        ("test_windows", args.windows), ("min_resize", args.min_resize),
+        ("crop_size", args.crop), ("seed", args.seed)) if value is not None}
+    protocol = PROTOCOLS[args.protocol].replace(**overrides)
+    # The report is written after the result is printed: a failing write loses nothing.
+    report = evaluate(args.store, args.split, args.backbone, checkpoint=args.checkpoint,
+                      cache_dir=args.cache, report_path=None, C=args.C,
+                      protocol=protocol, classes=_classes_arg(args.classes),
+                      batch_size=args.batch_size, workers=args.workers,
+                      progress=not args.no_progress, jpeg_decoder=args.jpeg_decoder,
+                      solver=args.solver)
+    published = report["published_top1_percent"]
+    tiny = report["encoder_mode"] == "tiny"
+    label = " [tiny stand-in weights: this number means nothing]" if tiny else ""
+    print(f"UCF101 split {args.split}, {args.backbone} ({report['encoder']}): "
+          f"top-1 {100 * report['top1']:.2f} %, top-5 {100 * report['top5']:.2f} % "
+          f"on {report['num_test_videos']} test videos{label}")
+    weights = report.get("weights")
+    if weights:
+        print(f"weights: {weights['origin']}, {weights['file']} (sha256 {weights['sha256'][:16]})")
+    if published is not None:
+        print(f"published top-1: {published} % ({PUBLISHED_SOURCE})")
+    if tiny:
+        print("NOTE: tiny-mode stand-in weights: this number means nothing.")
+    if args.report:
+        atomic.write_bytes(args.report, json.dumps(report, indent=2).encode())
+        print(f"report: {args.report}")
+    return 0
+
+
+def main(argv=None) -> int:
+    """``python -m helpers.ucf101 download|prepare|evaluate``; exit status 2 for bad input."""
+    from helpers import cli
+
+    return cli.main(_build_parser(), _main, argv, also=(ValueError,))

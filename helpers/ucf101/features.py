@@ -11,6 +11,7 @@ Features are cached per video, under::
 
     <cache_dir>/<encoder name>/<sampling>-<key>/meta.json
     <cache_dir>/<encoder name>/<sampling>-<key>/part-<id>.npz   (names, features, fingerprints)
+    <cache_dir>/<encoder name>/<sampling>-<key>/parts.lock      (one run at a time per folder)
 
 ``key`` hashes everything the features depend on: the encoder name, ``train``/``test``, the
 protocol parameters, and the store (its id, re-encoding parameters and JPEG decoder). Caching
@@ -24,14 +25,17 @@ recomputed. When many parts pile up they are merged into one, so the file count 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import queue
 import re
+import sys
 import threading
 import uuid
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -86,32 +90,61 @@ def feature_cache_dir(cache_dir: str | os.PathLike, encoder_name: str, sampling:
     return Path(cache_dir) / _safe(encoder_name) / f"{sampling}-{digest}"
 
 
+def folder_lock(folder: str | os.PathLike):
+    """The lock of one cache folder (``<folder>/parts.lock``), held while a run reads and writes
+    its parts: a second run on the same folder waits, then finds the parts the first one wrote
+    (instead of computing them again, or consolidating them under its feet)."""
+    return atomic.locked(Path(folder) / "parts")
+
+
 def _fingerprint(video) -> tuple[int, int]:
     return (video.num_frames, video.file_size)
 
 
+#: What reading a damaged ``.npz`` raises: truncated or zero-byte (``BadZipFile``,
+#: ``EOFError``), a bad CRC (``BadZipFile``), a missing or malformed array (``KeyError``,
+#: ``ValueError``), unreadable (``OSError``).
+_DAMAGED = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+
+
+def _read_part(part: Path):
+    """``(names, features [n, ...], fingerprints [n, 2])`` of one part; raises on damage."""
+    with np.load(part, allow_pickle=False) as data:
+        names = [str(n) for n in data["names"]]
+        features, prints = data["features"], data["fingerprints"]  # each read (and CRC-checked) once
+    if len(features) != len(names) or prints.shape != (len(names), 2):
+        raise ValueError(f"{len(names)} names, features {features.shape}, fingerprints "
+                         f"{prints.shape}")
+    return names, features, prints
+
+
+def _drop_damaged(part: Path, err: BaseException) -> None:
+    """Report a damaged part once and delete it, so its videos are recomputed and no later run
+    trips over it again."""
+    print(f"warning: {part}: damaged feature-cache part ({type(err).__name__}: "
+          f"{str(err).splitlines()[0] if str(err) else 'no detail'}); deleted, its videos are "
+          "recomputed", file=sys.stderr)
+    part.unlink(missing_ok=True)
+
+
 def _load_parts(folder: Path, wanted: set[str], fingerprints: dict[str, tuple[int, int]]):
-    """Cached features of ``wanted`` videos whose fingerprint still matches."""
+    """Cached features of ``wanted`` videos whose fingerprint still matches.
+
+    Parts are written atomically, so a damaged one was damaged from outside (a full disk, a
+    copy cut short, bit rot): it is reported, deleted and its videos are recomputed.
+    """
     found: dict[str, np.ndarray] = {}
     parts = sorted(folder.glob("part-*.npz"))
     for part in parts:
         try:
-            with np.load(part, allow_pickle=False) as data:
-                names = [str(n) for n in data["names"]]
-                prints = data["fingerprints"]
-                rows = [i for i, n in enumerate(names)
-                        if n in wanted and n not in found
-                        and tuple(int(v) for v in prints[i]) == fingerprints[n]]
-                if rows:
-                    features = data["features"]
-                    for i in rows:
-                        found[names[i]] = features[i]
-        except (OSError, ValueError, KeyError) as err:
-            # Parts are written atomically, so this is a file damaged from outside: ignore it
-            # (its videos are recomputed) and say so.
-            import warnings
-
-            warnings.warn(f"ignoring unreadable cache part {part}: {err}", stacklevel=3)
+            names, features, prints = _read_part(part)
+        except _DAMAGED as err:
+            _drop_damaged(part, err)
+            continue
+        for i, name in enumerate(names):
+            if name in wanted and name not in found \
+                    and tuple(int(v) for v in prints[i]) == fingerprints[name]:
+                found[name] = features[i]
     return found, len(parts)
 
 
@@ -134,25 +167,42 @@ def consolidate(folder: str | os.PathLike) -> int:
     if len(parts) <= 1:
         return len(parts)
     names, features, prints, seen = [], [], [], set()
+    readable = []
     for part in parts:
-        with np.load(part, allow_pickle=False) as data:
-            part_names = [str(n) for n in data["names"]]
-            part_features, part_prints = data["features"], data["fingerprints"]  # read once
+        try:
+            part_names, part_features, part_prints = _read_part(part)
+        except _DAMAGED as err:  # tolerated as the loader tolerates it
+            _drop_damaged(part, err)
+            continue
+        readable.append(part)
         keep = [i for i, name in enumerate(part_names) if name not in seen]
         seen.update(part_names)
         names += [part_names[i] for i in keep]
         features.append(part_features[keep])
         prints += [tuple(int(v) for v in part_prints[i]) for i in keep]
+    if len(readable) <= 1:
+        return len(parts)
     _write_part(folder, names, np.concatenate(features), prints)
-    for part in parts:  # after the merged part exists: a crash here only leaves duplicates
+    for part in readable:  # after the merged part exists: a crash here only leaves duplicates
         part.unlink(missing_ok=True)
     return len(parts)
 
 
 def _check_meta(folder: Path, settings: dict) -> None:
     meta = folder / "meta.json"
+    stored = None
     if meta.exists():
-        stored = json.loads(meta.read_text())
+        try:
+            stored = json.loads(meta.read_text())
+            if not isinstance(stored, dict):
+                raise ValueError(f"a JSON {type(stored).__name__}, not an object")
+        except (OSError, ValueError) as err:
+            # The folder's name is the digest of the settings, so meta.json only repeats them:
+            # a damaged copy is rewritten (the parts stay, each checked when read).
+            print(f"warning: {meta}: damaged ({str(err).splitlines()[0]}); rewritten",
+                  file=sys.stderr)
+            stored = None
+    if stored is not None:
         if stored.get("settings") != settings:
             raise FeatureError(f"{folder} holds features for other settings "
                                f"({stored.get('settings')}); delete it")
@@ -204,21 +254,25 @@ def extract_features(store, names, encoder_fn, encoder_name: str, *, sampling: s
 
     done: dict[str, np.ndarray] = {}
     folder = None
+    lock = contextlib.nullcontext()
     if cache_dir is not None:
-        settings = cache_settings(encoder_name, sampling, protocol, store, clip_input)
         folder = feature_cache_dir(cache_dir, encoder_name, sampling, protocol, store,
                                    clip_input)
-        _check_meta(folder, settings)
-        done, _ = _load_parts(folder, set(names), fingerprints)
-    pending = [name for name in names if name not in done]
-    if pending:
-        part_videos = part_videos or max(1, 512 // n)
-        computed = _run(videos, pending, n, sampling, protocol, encoder_fn, batch_size,
-                        workers, prefetch, part_videos, folder, fingerprints, progress,
-                        encoder_name, clip_input)
-        done.update(computed)
-        if folder is not None and len(list(folder.glob("part-*.npz"))) > MAX_PARTS:
-            consolidate(folder)
+        lock = folder_lock(folder)
+    with lock:
+        if folder is not None:
+            _check_meta(folder, cache_settings(encoder_name, sampling, protocol, store,
+                                                       clip_input))
+            done, _ = _load_parts(folder, set(names), fingerprints)
+        pending = [name for name in names if name not in done]
+        if pending:
+            part_videos = part_videos or max(1, 512 // n)
+            computed = _run(videos, pending, n, sampling, protocol, encoder_fn, batch_size,
+                            workers, prefetch, part_videos, folder, fingerprints, progress,
+                            encoder_name, clip_input)
+            done.update(computed)
+            if folder is not None and len(list(folder.glob("part-*.npz"))) > MAX_PARTS:
+                consolidate(folder)
     dims = {done[name].shape for name in names}
     if len(dims) != 1:
         raise FeatureError(f"cached features of {encoder_name} have different shapes {dims}; "
@@ -328,7 +382,7 @@ def _producer(batches, videos, sampling, protocol, workers, out_queue, stop, cli
 
 def _run(videos, pending, n, sampling, protocol, encoder_fn, batch_size, workers, prefetch,
          part_videos, folder, fingerprints, progress, encoder_name, clip_input="float"):
-    from tqdm.auto import tqdm
+    from helpers.progress import bar as tqdm
 
     items = [(name, k) for name in pending for k in range(n)]
     batches = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
@@ -376,7 +430,11 @@ def _run(videos, pending, n, sampling, protocol, encoder_fn, batch_size, workers
                 raise FeatureError(f"encoder {encoder_name} changed its feature size from {dim} "
                                    f"to {features.shape[1]}")
             if not np.all(np.isfinite(features[:count])):
-                raise FeatureError(f"encoder {encoder_name} returned NaN or infinite features")
+                bad = sorted({name for (name, _), row in zip(batch, features[:count])
+                              if not np.isfinite(row).all()})
+                raise FeatureError(f"encoder {encoder_name} returned NaN or infinite features "
+                                   f"for videos {', '.join(bad[:5])} (finite clips in [0, 1]; "
+                                   "check the weights)")
             for (name, k), feature in zip(batch, features[:count]):
                 slots = rows.setdefault(name, [None] * n)
                 slots[k] = feature

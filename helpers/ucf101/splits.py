@@ -125,6 +125,10 @@ def _read_lines(path: Path) -> list[tuple[int, str]]:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise SplitError(f"{path}: file not found") from None
+    except OSError as err:  # a folder, a FIFO, no permission: said as what it is
+        from helpers.checks import input_file_problem
+
+        raise SplitError(f"{path}: {input_file_problem(path) or err.strerror}") from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:

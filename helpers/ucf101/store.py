@@ -42,6 +42,7 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 import threading
 import uuid
 from pathlib import Path
@@ -372,7 +373,20 @@ class FrameStore:
         if not manifest.is_file():
             raise StoreError(f"{self.root}: no {MANIFEST}; this is not a frame store (make one "
                              "with `python -m helpers.ucf101 prepare`)")
-        self.manifest = json.loads(manifest.read_text())
+        try:
+            self.manifest = json.loads(manifest.read_text())
+        except ValueError as err:
+            raise StoreError(f"{manifest}: damaged, not JSON ({err}); the store's record is "
+                             "lost: delete the store folder and run prepare again") from None
+        if not isinstance(self.manifest, dict):
+            raise StoreError(f"{manifest}: damaged, a JSON {type(self.manifest).__name__} "
+                             "instead of an object; delete the store folder and run prepare "
+                             "again")
+        missing = [key for key in ("fps", "qscale", "duration", "store_id")
+                   if key not in self.manifest]
+        if self.manifest.get("format") == STORE_FORMAT and missing:
+            raise StoreError(f"{manifest}: damaged, it lacks {', '.join(missing)}; delete the "
+                             "store folder and run prepare again")
         if self.manifest.get("format") != STORE_FORMAT:
             raise StoreError(f"{manifest}: not a {STORE_FORMAT} manifest")
         if self.manifest.get("version") != STORE_VERSION:
@@ -422,8 +436,29 @@ class FrameStore:
             return self._cache[name]
 
     def failures(self) -> dict[str, str]:
+        """``failures.json`` (name -> reason); a damaged copy counts as empty, with a warning
+        (it is rewritten by the next prepare)."""
         path = self.root / FAILURES
-        return json.loads(path.read_text()) if path.is_file() else {}
+        if not path.is_file():
+            return {}
+        try:
+            known = json.loads(path.read_text())
+            if not isinstance(known, dict):
+                raise ValueError(f"a JSON {type(known).__name__}, not an object")
+        except ValueError as err:
+            import warnings
+
+            warnings.warn(f"{path}: damaged ({err}); ignored", stacklevel=2)
+            return {}
+        return known
+
+    def damaged(self, name: str) -> str | None:
+        """Why the container of ``name`` cannot be used (truncated, bad offsets), or ``None``."""
+        try:
+            StoredVideo(self.path_for(name), name, self.decoder)
+        except (StoreError, OSError) as err:
+            return str(err)
+        return None
 
     def describe(self) -> str:
         m = self.manifest
@@ -503,18 +538,27 @@ def prepare_store(sources, store_dir: str | os.PathLike, *, params: EncodeParams
     never fatal. ``workers``: parallel ffmpeg processes (default: the number of CPUs).
     Returns a :class:`PrepareReport`.
     """
-    from tqdm.auto import tqdm
+    from helpers.progress import bar as tqdm
 
     sources = dict(sources.items() if isinstance(sources, dict) else sources)
     exe = ffmpeg_exe()
     store = open_or_create_store(store_dir, params, exe)
     store.videos_dir.mkdir(parents=True, exist_ok=True)
-    todo = {n: Path(p) for n, p in sources.items() if n not in store}
+    todo = {}
+    for name, path in sources.items():
+        # A container counts as done only if it is whole: one cut short (a full disk, a copy
+        # interrupted outside the course) is re-encoded.
+        problem = store.damaged(name) if name in store else "absent"
+        if problem != "absent" and problem is not None:
+            print(f"warning: {problem}; re-encoding it", file=sys.stderr)
+        if problem is not None:
+            todo[name] = Path(path)
     skipped = [n for n in sources if n not in todo]
     failed: dict[str, str] = {}
     encoded: list[str] = []
 
     def work(name: str, path: Path) -> None:
+        _check_source(path)
         jpegs = reencode_video(path, params, exe, timeout=timeout)
         write_container(store.path_for(name), jpegs)
 
@@ -542,6 +586,20 @@ def prepare_store(sources, store_dir: str | os.PathLike, *, params: EncodeParams
         bar.close()
         _record_failures(store, failed, done=set(encoded) | set(skipped))
     return PrepareReport(store.root, sorted(encoded), sorted(skipped), dict(sorted(failed.items())))
+
+
+def _check_source(path: Path) -> None:
+    """Refuse a source video cut short: ffmpeg re-encodes what is there without complaint.
+
+    ``helpers.video.frame_times`` demuxes the whole file (cheap: no decoding) and raises when
+    fewer frames arrive than the container announces.
+    """
+    from helpers import video
+
+    try:
+        video.frame_times(path)
+    except video.VideoError as err:
+        raise VideoEncodeError(path, err.cause) from None
 
 
 def _record_failures(store: FrameStore, failed: dict[str, str], done: set[str]) -> None:
