@@ -116,6 +116,17 @@ def main(argv: list[str]) -> int:
         args = ["-m", "pytest", "-n", "2", "--dist", "loadfile", "--nbval-lax",
                 "--nbval-cell-timeout=300", "-q", *rest]
         return run(py, *args, env=env)
+    if command == "bench" and "--device" in rest:
+        # The accelerator benchmark (benchmarks/device_bench.py). --wheels DIR: first install
+        # jax[cuda12]==0.10.2 from wheels in DIR (a machine without internet).
+        py = ensure_env()
+        rest = [a for a in rest if a != "--device"]
+        if "--wheels" in rest:
+            i = rest.index("--wheels")
+            wheels, rest = rest[i + 1], rest[:i] + rest[i + 2:]
+            subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-index", "--find-links",
+                            wheels, "jax[cuda12]==0.10.2"], check=True)
+        return run(py, "-m", "benchmarks.device_bench", *rest)
     if command == "test-colab":
         # Colab's runtime, simulated in build/colab/ (tools/colab_env.py); needs Python 3.13.
         from tools import colab_env

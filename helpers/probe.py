@@ -22,9 +22,20 @@ DEFAULT_C = 0.001
 #: Training sets at least this large (samples x dimensions) fit their per-class SVMs in parallel.
 PARALLEL_FROM = 5_000_000
 
+#: ``batched``: every class at once (:mod:`helpers.linear_svm`, liblinear's objective, numpy);
+#: ``batched-jax``: the same on JAX's first device (an accelerator when there is one);
+#: ``sklearn``: scikit-learn's ``LinearSVC`` (liblinear), the reference.
+SOLVERS = ("batched", "batched-jax", "sklearn")
+DEFAULT_SOLVER = "batched"
 
-def make_classifier(C: float = DEFAULT_C, random_state: int | None = 0, n_jobs: int | None = 1):
+
+def make_classifier(C: float = DEFAULT_C, random_state: int | None = 0, n_jobs: int | None = 1,
+                    solver: str = "sklearn"):
     """``StandardScaler`` then ``LinearSVC(C)`` as one scikit-learn pipeline (not fitted).
+
+    ``solver``: one of :data:`SOLVERS`. ``batched`` fits the same objective as liblinear for all
+    classes at once (:class:`helpers.linear_svm.BatchedLinearSVC`); ``n_jobs`` and
+    ``random_state`` then do not apply.
 
     ``n_jobs``: with a value other than 1, the one-vs-rest SVMs (one per class) are fitted in
     parallel processes (``OneVsRestClassifier(LinearSVC(C), n_jobs)``). liblinear solves the
@@ -35,10 +46,19 @@ def make_classifier(C: float = DEFAULT_C, random_state: int | None = 0, n_jobs: 
     feature dimensions than samples), so reruns give the same numbers; it does not change the
     optimum the solver aims at.
     """
-    from sklearn.pipeline import make_pipeline
+    from sklearn.pipeline import Pipeline, make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import LinearSVC
 
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    if solver != "sklearn":
+        from helpers.linear_svm import BatchedLinearSVC
+
+        backend = "jax" if solver == "batched-jax" else "numpy"
+        # Named as make_pipeline names LinearSVC, so ``named_steps["linearsvc"]`` works for both.
+        return Pipeline([("standardscaler", StandardScaler()),
+                         ("linearsvc", BatchedLinearSVC(C, backend=backend))])
     svm = LinearSVC(C=C, random_state=random_state)
     if n_jobs is not None and n_jobs != 1:
         from sklearn.multiclass import OneVsRestClassifier
@@ -65,8 +85,11 @@ def flatten_train(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray,
 
 
 def fit(train_features: np.ndarray, train_labels: np.ndarray, C: float = DEFAULT_C,
-        random_state: int | None = 0, n_jobs: int | None = None):
+        random_state: int | None = 0, n_jobs: int | None = None,
+        solver: str = DEFAULT_SOLVER):
     """Fit the probe on training clips. ``train_features``: ``[N, D]`` or ``[V, P, D]``.
+
+    ``solver``: see :data:`SOLVERS` (default: all classes at once; ``sklearn`` for liblinear).
 
     ``n_jobs``: processes for the per-class SVMs (see :func:`make_classifier`); default: all
     cores for training sets of at least :data:`PARALLEL_FROM` values with more than two
@@ -79,7 +102,7 @@ def fit(train_features: np.ndarray, train_labels: np.ndarray, C: float = DEFAULT
         raise ValueError("the probe needs training clips of at least two classes")
     if n_jobs is None:
         n_jobs = -1 if x.size >= PARALLEL_FROM and num_classes > 2 else 1
-    return make_classifier(C, random_state, n_jobs).fit(x, y)
+    return make_classifier(C, random_state, n_jobs, solver).fit(x, y)
 
 
 def class_scores(classifier, features: np.ndarray, num_classes: int | None = None) -> np.ndarray:
@@ -162,7 +185,8 @@ class ProbeResult:
 
 def linear_evaluation(train_features, train_labels, test_features, test_labels,
                       C: float = DEFAULT_C, num_classes: int | None = None,
-                      random_state: int | None = 0) -> ProbeResult:
+                      random_state: int | None = 0, solver: str = DEFAULT_SOLVER
+                      ) -> ProbeResult:
     """Fit the probe on training clips, score test videos by window-averaged decisions.
 
     ``train_features``: ``[V_train, P, D]`` (P clips per video) or ``[N, D]``;
@@ -174,7 +198,7 @@ def linear_evaluation(train_features, train_labels, test_features, test_labels,
     x, y = flatten_train(train_features, train_labels)
     k = int(num_classes if num_classes is not None
             else max(int(y.max()), int(test_labels.max())) + 1)
-    classifier = fit(x, y, C, random_state)
+    classifier = fit(x, y, C, random_state, solver=solver)
     scores = window_scores(classifier, test_features, k)
     predictions = np.argmax(scores, axis=1)
     train_predictions = np.argmax(class_scores(classifier, x, k), axis=1)

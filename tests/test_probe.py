@@ -101,8 +101,8 @@ def test_parallel_one_vs_rest_gives_the_same_scores_as_liblinear_alone():
     rng = np.random.default_rng(3)
     labels = np.arange(600) % 6
     features = rng.standard_normal((6, 40))[labels] + 2.0 * rng.standard_normal((600, 40))
-    alone = probe.fit(features, labels, n_jobs=1)
-    parallel = probe.fit(features, labels, n_jobs=2)
+    alone = probe.fit(features, labels, n_jobs=1, solver="sklearn")
+    parallel = probe.fit(features, labels, n_jobs=2, solver="sklearn")
     assert type(parallel[-1]).__name__ == "OneVsRestClassifier"
     assert type(alone[-1]).__name__ == "LinearSVC"
     a = probe.class_scores(alone, features)
@@ -117,7 +117,7 @@ def test_fit_goes_parallel_only_for_large_multiclass_sets(monkeypatch):
     chosen = []
     real = probe.make_classifier
     monkeypatch.setattr(probe, "make_classifier",
-                        lambda C, rs, n_jobs: chosen.append(n_jobs) or real(C, rs, 1))
+                        lambda C, rs, n_jobs, solver: chosen.append(n_jobs) or real(C, rs, 1))
     rng = np.random.default_rng(0)
     probe.fit(rng.standard_normal((30, 4)), np.arange(30) % 3)
     monkeypatch.setattr(probe, "PARALLEL_FROM", 100)

@@ -324,6 +324,8 @@ class Encoder:
     """A feature extractor: ``fn(clips [B, T, H, W, 3] float32 in [0, 1]) -> [B, D]``.
 
     ``name`` identifies the model *and its weights* (it keys the feature cache).
+    ``clip_input``: what ``fn`` takes (``float``, ``uint8`` or ``raw``: see
+    :func:`helpers.ucf101.features.extract_features`).
     """
 
     fn: Callable
@@ -331,6 +333,7 @@ class Encoder:
     feature_dim: int | None = None
     mode: str = "real"
     description: str = ""
+    clip_input: str = "float"
     #: What the weights are (reports): ``{"origin": official | stand-in | user file,
     #: "file", "sha256"}``; ``None`` when not known (a custom encoder).
     weights: dict | None = None
@@ -447,6 +450,7 @@ def split_features(store: FrameStore, split: Split, encoder: Encoder, *,
         raise FeatureError(f"split {split.number}: no {'train' if not train else 'test'} videos "
                            f"in the store {store.root}")
     common = dict(protocol=protocol, cache_dir=cache_dir, batch_size=batch_size, workers=workers,
+                  clip_input=encoder.clip_input,
                   progress=progress)
     train_features = extract_features(store, [e.name for e in train], encoder.fn, encoder.name,
                                       sampling="train", **common)
@@ -461,7 +465,7 @@ def evaluate(store_dir, split: int = 1, backbone: str = "s3d", *, checkpoint=Non
              cache_dir=None, report_path=None, C: float = probe.DEFAULT_C,
              protocol: Protocol = MMV_PROTOCOL, classes=None, batch_size: int = 8,
              workers: int | None = None, progress: bool = True, encoder: Encoder | None = None,
-             jpeg_decoder: str = "pillow") -> dict:
+             jpeg_decoder: str = "pillow", solver: str = probe.DEFAULT_SOLVER) -> dict:
     """Run the whole linear evaluation on one split; return (and optionally write) the report.
 
     ``backbone``: a key of :data:`ENCODERS` (ignored when ``encoder`` is given).
@@ -478,7 +482,7 @@ def evaluate(store_dir, split: int = 1, backbone: str = "s3d", *, checkpoint=Non
     extracted = time.perf_counter()
     result = probe.linear_evaluation(features.train, features.train_labels, features.test,
                                      features.test_labels, C=C,
-                                     num_classes=the_split.num_classes)
+                                     num_classes=the_split.num_classes, solver=solver)
     finished = time.perf_counter()
     report = {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -492,6 +496,7 @@ def evaluate(store_dir, split: int = 1, backbone: str = "s3d", *, checkpoint=Non
         "feature_dim": int(features.train.shape[-1]),
         "protocol": protocol.asdict(),
         "C": C,
+        "probe_solver": solver,
         "classifier": f"StandardScaler + LinearSVC(C={C:g}), decision scores averaged over "
                       f"{protocol.test_windows} windows",
         "store": {"path": str(store.root), **{k: store.manifest[k] for k in (
@@ -574,6 +579,9 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="write the JSON report here (checked writable before the run)")
     p.add_argument("--C", type=cli.positive_float, default=probe.DEFAULT_C,
                    help="LinearSVC C (0.001)")
+    p.add_argument("--solver", choices=probe.SOLVERS, default=probe.DEFAULT_SOLVER,
+                   help="probe solver: all classes at once (batched, batched-jax) or "
+                        "scikit-learn's liblinear (sklearn, the reference); same objective")
     p.add_argument("--classes", help="comma-separated class names to keep")
     p.add_argument("--batch-size", type=cli.positive_int, default=8)
     p.add_argument("--workers", type=cli.positive_int, default=None, help="decoding threads")
@@ -633,7 +641,8 @@ def _main(args) -> int:
                       cache_dir=args.cache, report_path=None, C=args.C,
                       protocol=protocol, classes=_classes_arg(args.classes),
                       batch_size=args.batch_size, workers=args.workers,
-                      progress=not args.no_progress, jpeg_decoder=args.jpeg_decoder)
+                      progress=not args.no_progress, jpeg_decoder=args.jpeg_decoder,
+                      solver=args.solver)
     published = report["published_top1_percent"]
     tiny = report["encoder_mode"] == "tiny"
     label = " [tiny stand-in weights: this number means nothing]" if tiny else ""

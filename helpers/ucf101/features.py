@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from helpers import atomic
-from helpers.ucf101.sampling import MMV_PROTOCOL, Protocol, test_clips, train_clip
+from helpers.ucf101.sampling import MMV_PROTOCOL, Protocol, test_clips, train_clips
 
 SAMPLINGS = ("train", "test")
 CACHE_VERSION = 1
@@ -66,10 +66,12 @@ def clips_per_video(sampling: str, protocol: Protocol) -> int:
     return protocol.train_passes if sampling == "train" else protocol.test_windows
 
 
-def cache_settings(encoder_name: str, sampling: str, protocol: Protocol, store) -> dict:
+def cache_settings(encoder_name: str, sampling: str, protocol: Protocol, store,
+                   clip_input: str = "float") -> dict:
     """Everything cached features depend on (written to ``meta.json``)."""
     clips_per_video(sampling, protocol)
-    return {
+    extra = {} if clip_input == "float" else {"clip_input": clip_input}
+    return {**extra,
         "cache_version": CACHE_VERSION,
         "encoder": encoder_name,
         "sampling": sampling,
@@ -81,9 +83,9 @@ def cache_settings(encoder_name: str, sampling: str, protocol: Protocol, store) 
 
 
 def feature_cache_dir(cache_dir: str | os.PathLike, encoder_name: str, sampling: str,
-                      protocol: Protocol, store) -> Path:
+                      protocol: Protocol, store, clip_input: str = "float") -> Path:
     """The folder holding cached features for these settings (see the module docstring)."""
-    settings = cache_settings(encoder_name, sampling, protocol, store)
+    settings = cache_settings(encoder_name, sampling, protocol, store, clip_input)
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     return Path(cache_dir) / _safe(encoder_name) / f"{sampling}-{digest}"
 
@@ -212,18 +214,25 @@ def _check_meta(folder: Path, settings: dict) -> None:
 def extract_features(store, names, encoder_fn, encoder_name: str, *, sampling: str,
                      protocol: Protocol = MMV_PROTOCOL, cache_dir: str | os.PathLike | None,
                      batch_size: int = 8, workers: int | None = None, prefetch: int = 2,
-                     part_videos: int | None = None, progress: bool = True) -> np.ndarray:
+                     part_videos: int | None = None, progress: bool = True,
+                     clip_input: str = "float") -> np.ndarray:
     """Features of every clip of ``names``: ``[V, n, D] float32``.
 
     ``store``: a :class:`helpers.ucf101.store.FrameStore`. ``names``: video names in the store.
     ``encoder_fn``: ``clips [B, T, S, S, 3] float32 in [0, 1] -> [B, D]`` (numpy or JAX
     array); always called with exactly ``batch_size`` clips (the last batch is padded by
     repeating its last clip and the extra rows dropped), so a jitted encoder compiles once.
+    The clip arrays are reused for later batches: ``encoder_fn`` must not keep them.
     ``encoder_name``: names the encoder *and its weights* in the cache key (say which
     checkpoint). ``sampling``: ``train`` (``n = protocol.train_passes`` augmented clips per video;
     axis 1 is the pass) or ``test`` (``n = protocol.test_windows`` windows). ``cache_dir``:
     root of the feature cache (``None``: no caching). ``workers``: decoding threads (default:
     CPU count). ``part_videos``: videos per cache part (default: about 512 clips' worth).
+    ``clip_input``: what ``encoder_fn`` is given (:data:`helpers.ucf101.sampling.OUTPUTS`):
+    ``float`` clips (above), ``uint8`` clips (the same grey levels; the encoder divides by 255),
+    or ``raw``: ``encoder_fn(frames [B, T, H, W, 3] uint8, params [B, 3] int32)`` with the
+    decoded frames and each clip's (crop top, crop left, flip), for an encoder that resizes on
+    its accelerator (:func:`helpers.ucf101.device.device_encoder`).
 
     Raises :class:`FeatureError` for a video not in the store or an encoder output of the
     wrong shape; an exception from the encoder propagates after the finished parts are saved.
@@ -247,18 +256,20 @@ def extract_features(store, names, encoder_fn, encoder_name: str, *, sampling: s
     folder = None
     lock = contextlib.nullcontext()
     if cache_dir is not None:
-        folder = feature_cache_dir(cache_dir, encoder_name, sampling, protocol, store)
+        folder = feature_cache_dir(cache_dir, encoder_name, sampling, protocol, store,
+                                   clip_input)
         lock = folder_lock(folder)
     with lock:
         if folder is not None:
-            _check_meta(folder, cache_settings(encoder_name, sampling, protocol, store))
+            _check_meta(folder, cache_settings(encoder_name, sampling, protocol, store,
+                                                       clip_input))
             done, _ = _load_parts(folder, set(names), fingerprints)
         pending = [name for name in names if name not in done]
         if pending:
             part_videos = part_videos or max(1, 512 // n)
             computed = _run(videos, pending, n, sampling, protocol, encoder_fn, batch_size,
                             workers, prefetch, part_videos, folder, fingerprints, progress,
-                            encoder_name)
+                            encoder_name, clip_input)
             done.update(computed)
             if folder is not None and len(list(folder.glob("part-*.npz"))) > MAX_PARTS:
                 consolidate(folder)
@@ -269,16 +280,66 @@ def extract_features(store, names, encoder_fn, encoder_name: str, *, sampling: s
     return np.stack([done[name] for name in names]).astype(np.float32, copy=False)
 
 
-def _build(video, ks, sampling, protocol):
+def _build(video, ks, sampling, protocol, clip_input, out):
     if sampling == "train":
-        return np.stack([train_clip(video, k, protocol) for k in ks])
-    return test_clips(video, protocol, windows=ks)
+        return train_clips(video, ks, protocol, output=clip_input, out=out)
+    return test_clips(video, protocol, windows=ks, output=clip_input, out=out)
+
+
+class _Buffers:
+    """Batch arrays handed back by the consumer and filled again by the producer.
+
+    A batch is 50-150 MB; allocating a fresh one per batch costs a page fault per 4 KB on first
+    write (measured on the 2-core benchmark machine: writing fresh memory took 5-15x as long as
+    writing reused memory), as much as decoding the batch's JPEGs. ``limit`` arrays per shape
+    are allocated at most; ``take`` waits for one to come back when all are in use.
+    """
+
+    def __init__(self, limit: int):
+        self._free: dict = {}
+        self._count: dict = {}
+        self._cond = threading.Condition()
+        self._limit = limit
+
+    def take(self, shape, dtype, stop: threading.Event):
+        key = (tuple(shape), np.dtype(dtype).str)
+        with self._cond:
+            while not stop.is_set():
+                free = self._free.setdefault(key, [])
+                if free:
+                    return free.pop()
+                if self._count.get(key, 0) < self._limit:
+                    self._count[key] = self._count.get(key, 0) + 1
+                    return np.empty(shape, dtype)
+                self._cond.wait(0.1)
+        return None
+
+    def give(self, arrays):
+        with self._cond:
+            for array in arrays:
+                self._free.setdefault((array.shape, array.dtype.str), []).append(array)
+            self._cond.notify_all()
 
 
 _STOP = object()
 
 
-def _producer(batches, videos, sampling, protocol, workers, out_queue, stop):
+def _batch_arrays(batch, videos, protocol, clip_input, batch_size, buffers, stop):
+    """The arrays one batch is built into: clips, or (frames, params) for raw input."""
+    if clip_input != "raw":
+        dtype = np.uint8 if clip_input == "uint8" else np.float32
+        return (buffers.take((batch_size,) + protocol.clip_shape(), dtype, stop),)
+    sizes = {(videos[name].height, videos[name].width) for name, _ in batch}
+    if len(sizes) != 1:
+        raise FeatureError(f"raw clip input needs videos of one frame size in a batch, got "
+                           f"{sorted(sizes)}; use clip_input='float'")
+    height, width = sizes.pop()
+    return (buffers.take((batch_size, protocol.num_frames, height, width, 3), np.uint8, stop),
+            buffers.take((batch_size, 3), np.int32, stop))
+
+
+def _producer(batches, videos, sampling, protocol, workers, out_queue, stop, clip_input,
+              batch_size, buffers):
     """Build the clips of each batch (grouped by video) and queue them; runs in a thread."""
 
     def put(item) -> bool:
@@ -296,9 +357,22 @@ def _producer(batches, videos, sampling, protocol, workers, out_queue, stop):
                 groups: dict[str, list[int]] = {}
                 for name, k in batch:
                     groups.setdefault(name, []).append(k)
-                built = pool.map(lambda item: _build(videos[item[0]], item[1], sampling, protocol),
-                                 groups.items())
-                if not put((batch, np.concatenate(list(built)))):
+                arrays = _batch_arrays(batch, videos, protocol, clip_input, batch_size, buffers,
+                                       stop)
+                if any(a is None for a in arrays):
+                    return
+                starts = np.cumsum([0] + [len(ks) for ks in groups.values()])
+
+                def build(item, arrays=arrays):
+                    (name, ks), start = item
+                    out = tuple(a[start:start + len(ks)] for a in arrays)
+                    _build(videos[name], ks, sampling, protocol, clip_input,
+                           out if clip_input == "raw" else out[0])
+
+                list(pool.map(build, zip(groups.items(), starts)))
+                for array in arrays:  # pad: the encoder always sees the same shape
+                    array[len(batch):] = array[len(batch) - 1]
+                if not put((batch, arrays)):
                     return
     except BaseException as err:  # handed to the consumer, which re-raises it
         put(err)
@@ -307,15 +381,18 @@ def _producer(batches, videos, sampling, protocol, workers, out_queue, stop):
 
 
 def _run(videos, pending, n, sampling, protocol, encoder_fn, batch_size, workers, prefetch,
-         part_videos, folder, fingerprints, progress, encoder_name):
+         part_videos, folder, fingerprints, progress, encoder_name, clip_input="float"):
     from helpers.progress import bar as tqdm
 
     items = [(name, k) for name in pending for k in range(n)]
     batches = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
     out_queue: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
     stop = threading.Event()
+    # One batch being built, ``prefetch`` queued, one with the encoder.
+    buffers = _Buffers(max(1, prefetch) + 2)
     thread = threading.Thread(target=_producer, name="clip-prefetch", daemon=True,
-                              args=(batches, videos, sampling, protocol, workers, out_queue, stop))
+                              args=(batches, videos, sampling, protocol, workers, out_queue, stop,
+                                    clip_input, batch_size, buffers))
     rows: dict[str, list] = {}
     finished: list[str] = []  # complete videos not yet written to a part
     results: dict[str, np.ndarray] = {}
@@ -339,12 +416,11 @@ def _run(videos, pending, n, sampling, protocol, encoder_fn, batch_size, workers
                 break
             if isinstance(got, BaseException):
                 raise got
-            batch, clips = got
+            batch, arrays = got
             count = len(batch)
-            if count < batch_size:  # pad: the encoder always sees the same shape
-                pad = np.repeat(clips[-1:], batch_size - count, axis=0)
-                clips = np.concatenate([clips, pad])
-            features = np.asarray(encoder_fn(clips), dtype=np.float32)
+            # np.asarray waits for an asynchronous (JAX) encoder, so the arrays are free after.
+            features = np.asarray(encoder_fn(*arrays), dtype=np.float32)
+            buffers.give(arrays)
             if features.ndim != 2 or features.shape[0] != batch_size:
                 raise FeatureError(f"encoder {encoder_name} returned shape {features.shape} for "
                                    f"{batch_size} clips; expected [{batch_size}, D]")

@@ -27,10 +27,14 @@ the same whatever order or thread computes it. Nothing here imports TensorFlow o
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import threading
 import zlib
 
 import numpy as np
+
+from helpers.ucf101 import kernels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,12 +198,16 @@ def central_crop_offsets(height: int, width: int, crop_size: int) -> tuple[int, 
 
 
 def resize_and_crop(frames: np.ndarray, min_resize: int, crop_size: int,
-                    offset: tuple[int, int]) -> np.ndarray:
+                    offset: tuple[int, int], flip: bool = False, dtype=np.float32,
+                    fast: bool | None = None) -> np.ndarray:
     """Short-side resize to uint8, then the ``crop_size`` square at ``offset``; float32 /255.
 
     Equal to cropping the output of :func:`resize_smallest`, but computes only the cropped
     pixels (each output pixel of a bilinear resize depends only on its own position).
-    Returns ``[T, crop, crop, 3] float32 in [0, 1]``.
+    ``flip``: mirror the frames left-right first (``frames[:, :, ::-1]``). ``dtype``:
+    ``float32`` (``[0, 1]``, the default) or ``uint8`` (the resized grey levels).
+    ``fast``: use the fused Numba kernel (:mod:`helpers.ucf101.kernels`, the same pixels bit for
+    bit); default: when Numba is installed. Returns ``[T, crop, crop, 3]``.
     """
     height, width = frames.shape[1:3]
     size = resized_size(height, width, min_resize)
@@ -207,11 +215,39 @@ def resize_and_crop(frames: np.ndarray, min_resize: int, crop_size: int,
     if oy < 0 or ox < 0 or oy + crop_size > size[0] or ox + crop_size > size[1]:
         raise ValueError(f"crop {crop_size} at {offset} does not fit in the resized {size}")
     if size == (height, width):
-        cropped = frames[:, oy:oy + crop_size, ox:ox + crop_size]
+        source = frames[:, :, ::-1] if flip else frames
+        cropped = source[:, oy:oy + crop_size, ox:ox + crop_size]
+    elif kernels.AVAILABLE if fast is None else fast:
+        rows = _bilinear_weights(height, size[0], np.arange(oy, oy + crop_size))
+        cols = _bilinear_weights(width, size[1], np.arange(ox, ox + crop_size))
+        return kernels.crop_resize(frames, rows, cols, flip=flip, dtype=dtype)
     else:
-        cropped = resize_bilinear(frames, size, rows=np.arange(oy, oy + crop_size),
+        source = frames[:, :, ::-1] if flip else frames
+        cropped = resize_bilinear(source, size, rows=np.arange(oy, oy + crop_size),
                                   cols=np.arange(ox, ox + crop_size)).astype(np.uint8)
-    return cropped.astype(np.float32) / np.float32(255.0)
+    if np.dtype(dtype) == np.uint8:
+        return np.ascontiguousarray(cropped, dtype=np.uint8)
+    return to_unit_float(cropped)
+
+
+#: ``uint8 -> float32 / 255``, as a lookup table (the same values as the division).
+_UNIT = (np.arange(256, dtype=np.float32) / np.float32(255.0))
+
+
+def to_unit_float(frames: np.ndarray, index=None, out=None) -> np.ndarray:
+    """``frames.astype(float32) / 255`` for uint8 frames, optionally of ``frames[index]``.
+
+    A table lookup: one pass writing float32, instead of a cast then a division (the same
+    values, since the table holds exactly ``float32(v) / 255``). ``out``: write there.
+    """
+    if kernels.AVAILABLE:
+        return kernels.to_unit_float(frames, index, out=out)
+    if index is not None:
+        frames = frames[index]
+    if out is None:
+        return _UNIT[frames]
+    np.take(_UNIT, frames, out=out)
+    return out
 
 
 # --- seeded draws ------------------------------------------------------------------------------
@@ -257,25 +293,126 @@ def train_clip(video, pass_index: int, protocol: Protocol = MMV_PROTOCOL,
     draw = train_draw(video.name, pass_index, video.num_frames, (video.height, video.width),
                       protocol)
     frames = video.frames(draw.indices)
-    if draw.flip:
-        frames = frames[:, :, ::-1]
-    clip = resize_and_crop(frames, protocol.min_resize, protocol.crop_size, draw.crop_offset)
+    clip = resize_and_crop(frames, protocol.min_resize, protocol.crop_size, draw.crop_offset,
+                           flip=draw.flip)
     return (clip, draw) if return_draw else clip
 
 
-def test_clips(video, protocol: Protocol = MMV_PROTOCOL, windows=None) -> np.ndarray:
+#: What clip builders return. ``float``: ``[n, T, crop, crop, 3] float32`` in [0, 1] (the
+#: protocol's clips). ``uint8``: the same clips' grey levels (``float == uint8 / 255`` exactly),
+#: for an encoder that divides by 255 itself. ``raw``: the decoded frames ``[n, T, H, W, 3]
+#: uint8`` and per clip ``(crop top, crop left, flip)`` as ``[n, 3] int32``, for an encoder that
+#: resizes, crops and flips on its accelerator (:mod:`helpers.ucf101.device`).
+OUTPUTS = ("float", "uint8", "raw")
+
+
+def _check_output(output: str) -> str:
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+    return output
+
+
+def train_clips(video, passes, protocol: Protocol = MMV_PROTOCOL, output: str = "float",
+                out=None):
+    """Training clips ``passes`` of one video -> ``[len(passes), T, crop, crop, 3] float32``.
+
+    The same clips as :func:`train_clip` one by one, but the frames the clips share are
+    decoded once. ``output``: see :data:`OUTPUTS`. ``out``: arrays to write into (as returned;
+    for ``raw`` a pair), e.g. slices of a reused batch.
+    """
+    _check_output(output)
+    draws = [train_draw(video.name, k, video.num_frames, (video.height, video.width), protocol)
+             for k in passes]
+    unique, inverse = np.unique(np.concatenate([d.indices for d in draws]), return_inverse=True)
+    frames = video.frames(unique)
+    inverse = inverse.reshape(len(draws), -1)
+    if output == "raw":
+        params = np.array([[d.crop_offset[0], d.crop_offset[1], int(d.flip)] for d in draws],
+                          dtype=np.int32)
+        return _into(out, (frames, params), inverse)
+    greys = np.empty((len(draws),) + protocol.clip_shape(), dtype=np.uint8)
+    for row, draw in enumerate(draws):
+        greys[row] = resize_and_crop(frames[inverse[row]], protocol.min_resize,
+                                     protocol.crop_size, draw.crop_offset, flip=draw.flip,
+                                     dtype=np.uint8)
+    if output == "uint8":
+        return _into(out, greys)
+    return to_unit_float(greys, out=out)
+
+
+def _into(out, value, index=None):
+    """``value[index]`` (or for a pair, ``(frames[index], params)``), written into ``out``."""
+    if isinstance(value, tuple):
+        frames, params = value
+        if out is None:
+            return (frames if index is None else frames[index]), params
+        np.take(frames, index, axis=0, out=out[0]) if index is not None \
+            else np.copyto(out[0], frames)
+        np.copyto(out[1], params)
+        return out
+    if out is None:
+        return value if index is None else value[index]
+    if index is None:
+        np.copyto(out, value)
+    else:
+        np.take(value, index, axis=0, out=out)
+    return out
+
+
+def test_clips(video, protocol: Protocol = MMV_PROTOCOL, windows=None, output: str = "float",
+               out=None):
     """Test windows of a stored video -> ``[W, T, crop, crop, 3] float32 [0, 1]``.
 
     ``windows``: which of the ``protocol.test_windows`` windows (default all). Frames shared
-    by several windows are decoded once.
+    by several windows are decoded and resized once; the resized frames of the last few
+    videos are kept, so asking for a video's windows in several calls (as batched extraction
+    does) decodes each frame once. ``output``: see :data:`OUTPUTS`; ``out``: as for
+    :func:`train_clips`.
     """
+    _check_output(output)
     indices = test_window_indices(video.num_frames, protocol.test_windows, protocol.num_frames,
                                   protocol.stride)
-    if windows is not None:
-        indices = indices[np.asarray(windows)]
     unique, inverse = np.unique(indices, return_inverse=True)
-    frames = video.frames(unique)
-    size = resized_size(video.height, video.width, protocol.min_resize)
-    offset = central_crop_offsets(*size, protocol.crop_size)
-    processed = resize_and_crop(frames, protocol.min_resize, protocol.crop_size, offset)
-    return processed[inverse.reshape(indices.shape)]
+    inverse = inverse.reshape(indices.shape)
+    if windows is not None:
+        inverse = inverse[np.asarray(windows)]
+    processed = _test_frames(video, protocol, unique, raw=output == "raw")
+    if output == "raw":
+        size = resized_size(video.height, video.width, protocol.min_resize)
+        offset = central_crop_offsets(*size, protocol.crop_size)
+        params = np.tile(np.array([offset[0], offset[1], 0], np.int32), (len(inverse), 1))
+        return _into(out, (processed, params), inverse)
+    if output == "uint8":
+        return _into(out, processed, inverse)
+    return to_unit_float(processed, inverse, out=out)
+
+
+_recent_lock = threading.Lock()
+_recent: collections.OrderedDict = collections.OrderedDict()
+#: Videos whose test frames are kept (resized: about 15 MB each at the published protocol).
+RECENT_VIDEOS = 8
+
+
+def _test_frames(video, protocol: Protocol, unique: np.ndarray, raw: bool = False) -> np.ndarray:
+    """The central crops of ``unique`` frames (or, ``raw``, the decoded frames), uint8, cached
+    for the last few videos."""
+    # Keyed by the video object itself (kept alive by the entry, so its id is not reused): a
+    # store opened again, or a container rewritten since, is a new object and decodes afresh.
+    key = (id(video), dataclasses.astuple(protocol), raw)
+    with _recent_lock:
+        found = _recent.get(key)
+        if found is not None and found[0] is video:
+            _recent.move_to_end(key)
+            return found[1]
+    processed = video.frames(unique)
+    if not raw:
+        size = resized_size(video.height, video.width, protocol.min_resize)
+        offset = central_crop_offsets(*size, protocol.crop_size)
+        processed = resize_and_crop(processed, protocol.min_resize, protocol.crop_size, offset,
+                                    dtype=np.uint8)
+    if hasattr(video, "path"):  # only stored videos (fixed files) are worth keeping
+        with _recent_lock:
+            _recent[key] = (video, processed)
+            while len(_recent) > RECENT_VIDEOS:
+                _recent.popitem(last=False)
+    return processed

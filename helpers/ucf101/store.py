@@ -209,7 +209,8 @@ def decode_jpeg_pillow(jpeg: bytes) -> np.ndarray:
     from PIL import Image
 
     with Image.open(io.BytesIO(jpeg)) as image:
-        return np.asarray(image.convert("RGB"))
+        # convert() copies even when the mode is already RGB (the store's JPEGs are): skip it.
+        return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
 
 
 _tf_lock = threading.Lock()

@@ -1,0 +1,121 @@
+"""The accelerator path's preprocessing and the raw/uint8 clip inputs against the CPU path."""
+
+import numpy as np
+import pytest
+
+from helpers.ucf101 import device, kernels
+from test_ucf101_features import store  # noqa: F401 - the fixture (a small frame store)
+from helpers.ucf101 import sampling as sm
+
+
+def textured(num=6, height=240, width=320, seed=0):
+    """Smooth gradients plus noise: many resized values land near an integer and the
+    truncation is exercised; constant areas would hide a wrong weight."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = (yy * 0.7 + xx * 0.4)[None, :, :, None] + np.arange(3) * 30
+    noise = rng.integers(-40, 40, (num, height, width, 3))
+    return np.clip(base + noise, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("flip", [0, 1])
+def test_device_preprocess_within_one_grey_level_of_the_cpu_path(flip):
+    frames = textured()
+    protocol = sm.MMV_PROTOCOL.replace(num_frames=6)
+    offsets = [(0, 0), (0, 37), (0, 74)]
+    params = np.array([[oy, ox, flip] for oy, ox in offsets], np.int32)
+    batch = np.stack([frames] * len(offsets))
+    got = np.asarray(device.preprocess(batch, params, protocol, scale=False)).astype(int)
+    want = np.stack([sm.resize_and_crop(frames, 224, 224, o, flip=bool(flip), dtype=np.uint8)
+                     for o in offsets]).astype(int)
+    diff = np.abs(got - want)
+    assert diff.max() <= 1
+    # Measured on the CPU (XLA): 0 pixels differ; on an accelerator FMA contraction moves a few.
+    assert np.mean(diff > 0) < 1e-3
+    scaled = np.asarray(device.preprocess(batch, params, protocol))
+    np.testing.assert_allclose(scaled, got / np.float32(255), atol=1e-7)
+    # A wrong flip is caught: the check above is not blind.
+    wrong = np.asarray(device.preprocess(batch, params ^ np.array([0, 0, 1], np.int32), protocol,
+                                         scale=False)).astype(int)
+    assert np.mean(np.abs(wrong - want) > 1) > 0.1
+
+
+def test_numba_kernel_is_bit_identical_to_numpy():
+    if not kernels.AVAILABLE:
+        pytest.skip("numba not installed")
+    frames = textured(num=3, seed=1)
+    for flip in (False, True):
+        for offset in [(0, 0), (0, 51), (0, 74)]:
+            fast = sm.resize_and_crop(frames, 224, 224, offset, flip=flip, fast=True)
+            slow = sm.resize_and_crop(frames, 224, 224, offset, flip=flip, fast=False)
+            assert fast.dtype == slow.dtype == np.float32
+            np.testing.assert_array_equal(fast, slow)
+    # Portrait frames and another size too (rows resized, not only columns).
+    tall = textured(num=2, height=320, width=240, seed=2)
+    np.testing.assert_array_equal(sm.resize_and_crop(tall, 112, 100, (5, 3), fast=True),
+                                  sm.resize_and_crop(tall, 112, 100, (5, 3), fast=False))
+    np.testing.assert_array_equal(kernels.to_unit_float(frames, [2, 0, 2]),
+                                  frames[[2, 0, 2]].astype(np.float32) / np.float32(255))
+
+
+class StoredLike:
+    def __init__(self, frames, name="v_X_g01_c01"):
+        self._frames, self.name = frames, name
+        self.num_frames, self.height, self.width = frames.shape[0], frames.shape[1], frames.shape[2]
+        self.path = name  # cached like a stored video
+        self.decoded = 0
+
+    def frames(self, indices):
+        self.decoded += len(np.unique(indices))
+        return self._frames[np.asarray(indices)]
+
+
+def test_raw_and_uint8_outputs_describe_the_same_clips():
+    video = StoredLike(textured(num=40, height=120, width=160, seed=3))
+    protocol = sm.MMV_PROTOCOL.replace(num_frames=8, stride=2, min_resize=64, crop_size=56)
+    floats = sm.train_clips(video, [0, 1, 2], protocol)
+    greys = sm.train_clips(video, [0, 1, 2], protocol, output="uint8")
+    np.testing.assert_array_equal(floats, greys / np.float32(255))
+    np.testing.assert_array_equal(floats[1], sm.train_clip(video, 1, protocol))
+    frames, params = sm.train_clips(video, [0, 1, 2], protocol, output="raw")
+    assert frames.shape == (3, 8, 120, 160, 3) and params.shape == (3, 3)
+    on_device = np.asarray(device.preprocess(frames, params, protocol))
+    assert np.abs(on_device - floats).max() <= 1 / 255 + 1e-7
+    tests = sm.test_clips(video, protocol)
+    frames, params = sm.test_clips(video, protocol, output="raw")
+    assert np.abs(np.asarray(device.preprocess(frames, params, protocol)) - tests).max() \
+        <= 1 / 255 + 1e-7
+    with pytest.raises(ValueError, match="output must be one of"):
+        sm.test_clips(video, protocol, output="bgr")
+
+
+def test_test_windows_asked_in_parts_decode_each_frame_once():
+    video = StoredLike(textured(num=90, height=60, width=80, seed=4), name="v_Y_g01_c01")
+    protocol = sm.MMV_PROTOCOL.replace(num_frames=8, min_resize=32, crop_size=32)
+    whole = sm.test_clips(video, protocol)
+    first = video.decoded
+    parts = np.concatenate([sm.test_clips(video, protocol, windows=range(0, 6)),
+                            sm.test_clips(video, protocol, windows=range(6, 10))])
+    np.testing.assert_array_equal(parts, whole)
+    assert video.decoded == first  # the second and third calls decoded nothing
+
+
+def test_extraction_with_uint8_and_raw_inputs_matches_the_float_path(store, tmp_path):
+    from test_ucf101_features import PROTOCOL, colour_encoder, extract
+
+    names = store.names()[:5]
+    for sampling in ("train", "test"):
+        want = extract(store, names, colour_encoder, None, sampling=sampling)
+        greys = extract(store, names, lambda clips: colour_encoder(clips / np.float32(255)),
+                        tmp_path, sampling=sampling, clip_input="uint8")
+        # The same clips exactly; colour_encoder's means may round differently in another
+        # batch layout only, and the layout is the same here.
+        np.testing.assert_array_equal(greys, want)
+        on_device = device.device_encoder(lambda clips: colour_encoder(np.asarray(clips)),
+                                          PROTOCOL)
+        raw = extract(store, names, on_device, tmp_path, sampling=sampling, clip_input="raw")
+        # Pixels within one grey level (above): means within 1/255, spreads about as close.
+        np.testing.assert_allclose(raw, want, atol=2 / 255)
+    # The cache keeps the three inputs apart.
+    folders = {p.name for p in (tmp_path / "colour-v1").iterdir()}
+    assert len(folders) == 4  # uint8 and raw, for train and test
