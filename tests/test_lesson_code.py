@@ -168,9 +168,12 @@ def test_notebook_04_probe_equals_helpers_probe():
     train = centres[train_labels][:, None] + rng.normal(size=(len(train_labels), 3, dim))
     test = centres[test_labels][:, None] + rng.normal(size=(len(test_labels), 5, dim))
     top1, top5, scores = lesson["linear_probe_by_hand"](train, train_labels, test, test_labels)
-    result = probe.linear_evaluation(train, train_labels, test, test_labels, num_classes=classes)
+    # The notebook writes out sklearn's LinearSVC, so it is compared with helpers' sklearn solver
+    # (the default batched solver has the same objective; tests/test_linear_svm.py pins that).
+    result = probe.linear_evaluation(train, train_labels, test, test_labels, num_classes=classes,
+                                     solver="sklearn")
     assert np.isclose(top1, result.top1) and np.isclose(top5, result.top5)
     assert 0 < top1 < 1  # an informative case: neither trivial nor hopeless
-    classifier = probe.fit(train, train_labels)
+    classifier = probe.fit(train, train_labels, solver="sklearn")
     # The same liblinear problem, solved with the same seed: scores agree to float64 rounding.
     np.testing.assert_allclose(scores, probe.window_scores(classifier, test, classes), atol=1e-8)

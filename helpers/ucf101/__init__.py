@@ -364,7 +364,7 @@ def mmv_encoder(backbone: str = "s3d", checkpoint=None) -> Encoder:
 
     return Encoder(fn, f"mmv_{backbone}_{weights['sha256'][:16]}", feature_dim, mode,
                    f"MMV {backbone} vid_repr ({weights['origin']}: {weights['file']}, sha256 "
-                   f"{weights['sha256'][:12]})", weights)
+                   f"{weights['sha256'][:12]})", weights=weights)
 
 
 def milnce_encoder(handle=None) -> Encoder:
@@ -392,7 +392,7 @@ def milnce_encoder(handle=None) -> Encoder:
         return np.asarray(milnce.embed_videos(model, clips, batch_size=len(clips))["mixed_5c"])
 
     return Encoder(fn, f"milnce_mixed_5c_{tag}", 1024, "tiny" if origin == "stand-in" else "real",
-                   f"MIL-NCE S3D mixed_5c ({origin}: {folder})", weights)
+                   f"MIL-NCE S3D mixed_5c ({origin}: {folder})", weights=weights)
 
 
 #: ``--backbone`` choices of the command line: name -> factory(checkpoint) -> Encoder.
