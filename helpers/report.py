@@ -130,7 +130,8 @@ def banner_text(resources: dict[str, str] | None = None) -> str | None:
     for name in trained:
         parts.append(TRAINED_BANNER_TEXT.format(
             what=name, note=noted[name].removeprefix("tiny stand-in: ")))
-    return " ".join(parts)
+    # One banner: the mark "TINY MODE:" opens it once, however many kinds of stand-in it names.
+    return " ".join([parts[0]] + [part.removeprefix("TINY MODE: ") for part in parts[1:]])
 
 
 def banner(resources: dict[str, str] | None = None) -> None:
