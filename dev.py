@@ -148,6 +148,12 @@ def main(argv: list[str]) -> int:
             return 2
         # Tiny mode and a fresh cache of its own, like `test`.
         shutil.rmtree(BUILD / "browser-cache", ignore_errors=True)
+        from tools import colab_env
+
+        reused = colab_env.reuse_trained_standins(BUILD / "browser-cache")
+        if reused:
+            print("test-browser: reusing the trained tiny-mode stand-in run(s) of `dev.py test`: "
+                  + ", ".join(reused), flush=True)
         env = {
             "COURSE_MODE": "tiny",
             "COURSE_CACHE_DIR": str(BUILD / "browser-cache"),

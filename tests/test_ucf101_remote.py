@@ -1,7 +1,6 @@
 """helpers.ucf101.remote: a few classes of a UCF101-style zip by HTTP range requests (fsspec)."""
 
 import io
-import os
 import random
 import struct
 import zipfile
@@ -124,7 +123,7 @@ def test_present_members_are_verified_and_skipped(http_server, ucf_zip, tmp_path
 def test_zip64_and_prefixed_zips(http_server, tmp_path):
     data, files = build_ucf_zip(prefix="UCF101/")
     zip64 = _as_zip64(data)
-    prefixed = os.urandom(1234) + zip64  # as a self-extracting archive would be
+    prefixed = random.Random(1).randbytes(1234) + zip64  # as a self-extracting archive would be
     for label, blob in (("zip64", zip64), ("prefixed", prefixed)):
         with zipfile.ZipFile(io.BytesIO(blob)) as check:  # the crafted files are valid zips
             assert check.testzip() is None
@@ -180,7 +179,7 @@ def test_corrupt_central_directory_and_not_a_zip_are_clear_errors(http_server, t
     url = http_server.add("/broken.zip", bytes(broken))
     with pytest.raises(ZipMemberError, match="not a readable zip"):
         remote.fetch_members(url, [next(iter(files))], tmp_path, progress=False)
-    not_a_zip = http_server.add("/random.bin", os.urandom(200_000))
+    not_a_zip = http_server.add("/random.bin", random.Random(2).randbytes(200_000))
     with pytest.raises(ZipMemberError, match="not a readable zip"):
         remote.fetch_members(not_a_zip, lambda name: True, tmp_path, progress=False)
 

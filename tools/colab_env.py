@@ -241,9 +241,41 @@ def write_kernelspec() -> Path:
     return folder
 
 
+#: Where `dev.py test` keeps its tiny-mode cache (its trained stand-in runs are reused).
+TEST_CACHE = ROOT / "build" / "test-cache"
+
+
+def reuse_trained_standins(cache: Path, source: Path = TEST_CACHE) -> list[str]:
+    """Copy the trained MIL-NCE stand-in runs of ``source`` into the fresh ``cache``; their keys.
+
+    A run folder (``tiny/trained_milnce/<key>``) is named by a hash of everything that changes
+    it (code versions, seed, settings, vocabulary) and holds only numpy weights, a vocabulary
+    and a report, so a run trained by `dev.py test` on the pinned stack is the one this stack
+    would train. Reusing it saves the minute of training per check that .ci/run's budget cannot
+    spare; the export to a TF-Hub module and everything after it still run here. Folders that
+    are not complete runs (no report.json: a training that was interrupted) are not copied.
+    """
+    runs = source / "tiny" / "trained_milnce"
+    copied = []
+    for run in sorted(runs.glob("*")) if runs.is_dir() else []:
+        if not (run.is_dir() and (run / "report.json").is_file() and not run.name.startswith(".")):
+            continue
+        target = cache / "tiny" / "trained_milnce" / run.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".tmp-copy-{run.name}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(run, tmp)
+        os.rename(tmp, target)
+        copied.append(run.name)
+    return copied
+
+
 def run_notebooks(timeout: int, names: list[str]) -> int:
     cache = WORK / "cache"
     shutil.rmtree(cache, ignore_errors=True)
+    reused = reuse_trained_standins(cache)
+    if reused:
+        say(f"Reusing the trained tiny-mode stand-in run(s) of `dev.py test`: {', '.join(reused)}")
     out = WORK / "notebooks"
     shutil.rmtree(out, ignore_errors=True)
     env = dict(os.environ, COURSE_MODE="tiny", COURSE_CACHE_DIR=str(cache),
