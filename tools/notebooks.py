@@ -126,9 +126,9 @@ def _offline_banner() -> None:
     if mode == "tiny" or (mode == "auto" and not online):
         line = "!" * 78
         why = "COURSE_MODE=tiny" if mode == "tiny" else "the model hosts cannot be reached (offline?)"
-        print(f"{line}\n!! TINY MODE: {why}.\n!! Notebooks run on generated stand-ins with random "
-              f"weights: every number they print is\n!! meaningless and is NOT a result of the real "
-              f"models.\n{line}", flush=True)
+        print(f"{line}\n!! TINY MODE: {why}.\n!! Notebooks run on generated stand-ins (MIL-NCE: a small "
+              f"model trained here on\n!! generated clips; MMV: random weights): every number they "
+              f"print is NOT a result\n!! of the real models.\n{line}", flush=True)
 
 
 def execute(out: Path, timeout: int, names: list[str], kernel: str = "python3") -> int:

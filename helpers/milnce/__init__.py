@@ -690,7 +690,7 @@ def _embed_command(args) -> int:
         skipped_reasons=np.array([f.cause for f in skipped], dtype=str),
         handle=np.array(handle), mode=np.array(mode), sampling=np.array(args.sampling),
         frames=np.array(frames), size=np.array(args.size))
-    label = " (tiny stand-in: random weights, the numbers mean nothing)" if mode == "tiny" else ""
+    label = f" ({config.standin_label({RESOURCE: mode})}: not MIL-NCE's numbers)" if mode == "tiny" else ""
     print(f"wrote {args.out}: {len(video_files)} videos, {len(args.text)} sentences "
           f"(mode: {mode}, sampling: {args.sampling}, {frames} frames){label}")
     for failure in skipped:
