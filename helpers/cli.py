@@ -16,6 +16,7 @@ Argparse reports its own usage errors with status 2 too, so every bad input ends
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import sys
@@ -52,7 +53,25 @@ def main(parser: argparse.ArgumentParser, body: Callable, argv=None, *, also: tu
         args = parser.parse_args(argv)
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else EXIT_BAD_INPUT
-    return run(lambda: body(args), also=also)
+    return run(lambda: body(args), also=also, outputs=_outputs(parser, args))
+
+
+def _outputs(parser: argparse.ArgumentParser, args) -> list[str]:
+    """The paths given to ``args``' output arguments (those typed ``output_file`` or
+    ``output_folder``, in any sub-command), to name where an error without a file name (a
+    full disk) happened."""
+    found, parsers = [], [parser]
+    while parsers:
+        for action in parsers.pop()._actions:
+            if isinstance(action, argparse._SubParsersAction):  # the sub-command that ran
+                chosen = getattr(args, action.dest, None)
+                parsers += ([action.choices[chosen]] if chosen in action.choices
+                            else list(action.choices.values()))
+            elif getattr(action.type, "__name__", "") in ("output_file", "output_folder"):
+                value = getattr(args, action.dest, None)
+                if value is not None and str(value) not in found:
+                    found.append(str(value))
+    return found
 
 
 # --- argparse types ----------------------------------------------------------------------------
@@ -222,12 +241,14 @@ def is_course_error(err: BaseException) -> bool:
                for cls in type(err).__mro__[:-1] if cls not in (Exception, BaseException))
 
 
-def run(main: Callable[[], int], *, check_cache: bool = True, also: tuple = ()) -> int:
+def run(main: Callable[[], int], *, check_cache: bool = True, also: tuple = (),
+        outputs: list[str] = ()) -> int:
     """Run a command's body; report the course's errors and ``OSError`` in one line (status 2).
 
     ``also``: more exception classes that mean bad input here (e.g. ``ValueError`` where the
     command's own functions use it for bad settings). Anything else (a bug) keeps its
-    traceback, so it can be reported.
+    traceback, so it can be reported. ``outputs``: the command's output paths, named when an
+    ``OSError`` carries no file name (``ENOSPC`` from a write names none), with the cache root.
     """
     try:
         if check_cache:
@@ -238,9 +259,25 @@ def run(main: Callable[[], int], *, check_cache: bool = True, also: tuple = ()) 
         return EXIT_BAD_INPUT
     except Exception as err:  # noqa: BLE001 - filtered just below, others re-raised
         if isinstance(err, (OSError, *also)) or is_course_error(err):
-            print(f"error: {one_line(err)}", file=sys.stderr)
+            message = one_line(err)
+            if (isinstance(err, OSError) and err.filename is None and err.errno in _WRITE_ERRNOS
+                    and not is_course_error(err)):
+                message += " (while writing " + ", ".join(
+                    [*outputs, f"or the cache {_cache_root_text()}"]) + ")"
+            print(f"error: {message}", file=sys.stderr)
             return EXIT_DOWNLOAD_FAILED if _is_download_error(err) else EXIT_BAD_INPUT
         raise
+
+
+#: Errors of a write that the OS reports without a file name (a full disk, a quota, a file
+#: too large, a file system gone read-only or failing).
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO}
+
+
+def _cache_root_text() -> str:
+    from helpers import config
+
+    return str(config.cache_root())
 
 
 def _is_download_error(err: BaseException) -> bool:

@@ -499,11 +499,10 @@ def test_cli_embeds_videos_and_texts_and_skips_bad_files(builds, tmp_path, capsy
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"not a video at all")
     out = tmp_path / "emb.npz"
-    with pytest.warns(UserWarning, match="broken.mp4"):
-        code = milnce.main(["embed", "--handle", str(builds["tf1"]), "--video", str(good[0]),
-                            "--video", str(bad), "--video", str(good[1]), "--text", "a dog",
-                            "--text", "waterfall", "--frames", "8", "--size", "32",
-                            "--out", str(out)])
+    code = milnce.main(["embed", "--handle", str(builds["tf1"]), "--video", str(good[0]),
+                        "--video", str(bad), "--video", str(good[1]), "--text", "a dog",
+                        "--text", "waterfall", "--frames", "8", "--size", "32",
+                        "--out", str(out)])
     assert code == 0
     data = np.load(out)
     assert data["video_embedding"].shape == (2, 512) and data["mixed_5c"].shape == (2, 1024)
@@ -512,7 +511,8 @@ def test_cli_embeds_videos_and_texts_and_skips_bad_files(builds, tmp_path, capsy
     assert data["texts"].tolist() == ["a dog", "waterfall"]
     assert data["skipped_files"].tolist() == [str(bad)]
     assert str(data["mode"]) == "local"
-    assert "skipped" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"skipped {bad}" in err and err.count(str(bad)) == 1  # once: no warning besides
     # The same numbers as the library calls.
     module = hub.load(str(builds["tf1"]))
     clips, _, _ = video.load_clips(good, num_frames=8, size=32)
@@ -537,8 +537,12 @@ def test_cli_windows_sampling_and_default_handle(tmp_path, capsys):
     assert milnce.main(["embed", "--out", str(out)]) == 2
     bad = tmp_path / "empty.gif"
     bad.write_bytes(b"")
-    with pytest.warns(UserWarning):
-        assert milnce.main(["embed", "--video", str(bad), "--out", str(tmp_path / "x.npz")]) == 1
+    capsys.readouterr()
+    assert milnce.main(["embed", "--video", str(bad), "--out", str(tmp_path / "x.npz")]) == 2
+    err = capsys.readouterr().err
+    # Bad input, not a result: one line per file (no warning besides), nothing written.
+    assert err.count(str(bad)) == 1 and "none of the 1 videos could be read" in err
+    assert not (tmp_path / "x.npz").exists()
 
 
 def test_cli_help_runs_without_tensorflow():

@@ -262,11 +262,15 @@ def test_evaluate_report_unwritable_is_refused_before_the_evaluation(tmp_path, m
         assert str(value) in _error_line(capsys)
 
 
-def test_prepare_on_a_full_disk_is_one_line(tmp_path, monkeypatch, capsys, source_videos):
+@pytest.mark.parametrize("with_name", [True, False], ids=["named", "as-a-real-write-raises"])
+def test_prepare_on_a_full_disk_is_one_line(tmp_path, monkeypatch, capsys, source_videos,
+                                            with_name):
+    # A real write on a full disk raises ENOSPC without a file name (seen on a 64 KiB tmpfs):
+    # the line then names the command's outputs, here the store.
     videos, splits = source_videos
 
     def full(path, jpegs):
-        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        raise OSError(errno.ENOSPC, "No space left on device", *([str(path)] if with_name else []))
 
     monkeypatch.setattr(store_mod, "write_container", full)
     code = ucf101.main(["prepare", "--videos", str(videos), "--splits", str(splits), "--store",
@@ -625,6 +629,32 @@ def test_symlink_loop_and_fifo_are_named_as_such(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(video.VideoError, match="FIFO"):
         video.video_info(fifo)
+
+
+def test_an_error_without_a_file_name_names_the_outputs(tmp_path, capsys):
+    parser = cli.ArgumentParser(prog="t")
+    sub = parser.add_subparsers(dest="command", required=True)
+    write = sub.add_parser("write")
+    write.add_argument("--out", type=cli.output_file)
+    read = sub.add_parser("read")
+    read.add_argument("--out", type=cli.input_file)  # same name, but an input here
+
+    def body(err):
+        def run(args):
+            raise err
+        return run
+
+    full = OSError(errno.ENOSPC, "No space left on device")
+    assert cli.main(parser, body(full), ["write", "--out", str(tmp_path / "o.npz")]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "No space left on device" in line and str(tmp_path / "o.npz") in line and "cache" in line
+    (tmp_path / "i.txt").write_text("x")
+    assert cli.main(parser, body(full), ["read", "--out", str(tmp_path / "i.txt")]) == 2
+    assert str(tmp_path / "i.txt") not in capsys.readouterr().err  # inputs are not outputs
+    # An OSError that is no write (a refused connection) is not dressed as one.
+    refused = ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+    assert cli.main(parser, body(refused), ["write", "--out", str(tmp_path / "o.npz")]) == 2
+    assert "while writing" not in capsys.readouterr().err
 
 
 def test_cli_types_name_what_a_path_is(tmp_path):

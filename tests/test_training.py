@@ -249,12 +249,16 @@ def test_cli_train_and_export_write_a_report_and_a_loadable_module(tmp_path, cap
 
 
 @pytest.mark.parametrize("args, message", [
-    (["export", "--run", "/nonexistent/run", "--out", "x"], "is not a folder"),
-    (["train", "--out", "x", "--steps", "0"], "--steps must be >= 1"),
+    (["export", "--run", "/nonexistent/run", "--out", "x"], "/nonexistent/run: not found"),
+    (["train", "--out", "x", "--steps", "0"], "--steps: must be at least 1, got 0"),
+    (["train", "--out", "x", "--seed", "-1"], "argument --seed: must be"),
     (["train", "--out", "x", "--loss", "hinge"], "invalid choice"),
-    (["export", "--run", "x"], "--out"),
+    (["export", "--run", "."], "--out"),
+    # Refused while parsing, before the training (after it, the trained run would be lost).
+    (["train", "--out", "a_file/run", "--steps", "1"], "a_file is a file, not a folder"),
 ])
 def test_cli_errors_are_one_line_and_exit_2(args, message, tmp_path):
+    (tmp_path / "a_file").write_text("not a folder")
     result = subprocess.run([sys.executable, "-m", "helpers.training", *args], cwd=tmp_path,
                             capture_output=True, text=True, env={**__import__("os").environ,
                                                                  "PYTHONPATH": str(ROOT)})

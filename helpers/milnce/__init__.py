@@ -675,10 +675,19 @@ def _embed_command(args) -> int:
     embeddings = {"video_embedding": np.zeros((0, 512), np.float32),
                   "mixed_5c": np.zeros((0, 1024), np.float32)}
     if args.video:
-        embeddings, ok, skipped = embed_video_files(
-            module, args.video, sampling=args.sampling, num_frames=frames,
-            num_windows=args.windows, fps=args.fps, size=args.size, batch_size=args.batch_size)
+        with warnings.catch_warnings():  # each skipped file is reported once, below
+            warnings.simplefilter("ignore", UserWarning)
+            embeddings, ok, skipped = embed_video_files(
+                module, args.video, sampling=args.sampling, num_frames=frames,
+                num_windows=args.windows, fps=args.fps, size=args.size,
+                batch_size=args.batch_size)
         video_files = [str(p) for p in ok]
+        if not video_files:  # bad input, not a result: nothing is written
+            for failure in skipped:
+                print(f"error: {failure.path}: {failure.cause}", file=sys.stderr)
+            print(f"error: none of the {len(args.video)} videos could be read; "
+                  f"{args.out} was not written", file=sys.stderr)
+            return 2
     text_embedding = embed_texts(module, args.text) if args.text else \
         np.zeros((0, 512), np.float32)
     atomic.save_npz(
@@ -695,9 +704,6 @@ def _embed_command(args) -> int:
           f"(mode: {mode}, sampling: {args.sampling}, {frames} frames){label}")
     for failure in skipped:
         print(f"skipped {failure.path}: {failure.cause}", file=sys.stderr)
-    if args.video and not video_files:
-        print("error: no video could be read", file=sys.stderr)
-        return 1
     return 0
 
 

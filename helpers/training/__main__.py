@@ -15,31 +15,30 @@ import sys
 from pathlib import Path
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr (exit code 2), like every error here."""
-
-    def error(self, message):
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
-
-
 def _parser() -> argparse.ArgumentParser:
+    from helpers import cli
     from helpers.training.losses import LOSSES
 
-    parser = _OneLineParser(prog="python -m helpers.training",
-                                     description="Train with MIL-NCE (or a baseline loss) on "
-                                                 "generated narrated clips; export to TF-Hub.")
+    parser = cli.ArgumentParser(prog="python -m helpers.training",
+                                description="Train with MIL-NCE (or a baseline loss) on "
+                                            "generated narrated clips; export to TF-Hub.")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train both towers; write DIR/report.json + weights")
     train.add_argument("--loss", choices=sorted(LOSSES), default="milnce")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--out", type=Path, required=True, help="run folder (created)")
-    train.add_argument("--steps", type=int, default=None, help="optimiser steps")
-    train.add_argument("--bag-size", type=int, default=None, help="narrations per clip (K)")
-    train.add_argument("--videos", type=int, default=None,
+    train.add_argument("--seed", type=cli.nonnegative_int, default=0)
+    # Checked writable while parsing: a folder that cannot be written is found before the
+    # training, not after it (when the trained run would be lost).
+    train.add_argument("--out", type=cli.output_folder, required=True, help="run folder (created)")
+    train.add_argument("--steps", type=cli.positive_int, default=None, help="optimiser steps")
+    train.add_argument("--bag-size", type=cli.positive_int, default=None,
+                       help="narrations per clip (K)")
+    train.add_argument("--videos", type=cli.positive_int, default=None,
                        help="narrated videos in the generated corpus")
     export = sub.add_parser("export", help="write a run as a TF-Hub module (MIL-NCE's format)")
-    export.add_argument("--run", type=Path, required=True, help="a run folder from `train`")
-    export.add_argument("--out", type=Path, required=True, help="module folder (created)")
+    export.add_argument("--run", type=cli.input_folder, required=True,
+                        help="a run folder from `train`")
+    export.add_argument("--out", type=cli.output_folder, required=True,
+                        help="module folder (created)")
     return parser
 
 
@@ -49,26 +48,22 @@ def _fail(message: str) -> int:
 
 
 def main(argv=None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
+    from helpers import cli
+
+    return cli.main(_parser(), _command, argv, also=(ValueError,))
+
+
+def _command(args) -> int:
     if args.command == "train":
         from helpers.training import train as train_lib
 
         config = train_lib.TrainConfig()
         if args.steps is not None:
-            if args.steps < 1:
-                return _fail(f"--steps must be >= 1, got {args.steps}")
             config = dataclasses.replace(config, steps=args.steps)
         if args.bag_size is not None:
-            if args.bag_size < 1:
-                return _fail(f"--bag-size must be >= 1, got {args.bag_size}")
             config = dataclasses.replace(config, bag_size=args.bag_size)
         if args.videos is not None:
-            if args.videos < 1:
-                return _fail(f"--videos must be >= 1, got {args.videos}")
             config = dataclasses.replace(config, num_videos=args.videos)
-        if args.out.exists() and not args.out.is_dir():
-            return _fail(f"--out {args.out} exists and is not a folder")
         if (args.out / "report.json").exists():
             return _fail(f"{args.out} already holds a run (report.json); choose a new --out")
         run = train_lib.train(args.loss, args.seed, config, log=print)
@@ -78,21 +73,12 @@ def main(argv=None) -> int:
                           "chance_r1": round(run.report["chance_r1"], 2),
                           "t2v_R@1": round(t2v["R@1"], 2), "t2v_MedR": t2v["MedR"]}))
         return 0
-    if args.command == "export":
-        from helpers.training import export, train as train_lib
+    from helpers.training import export
 
-        if not args.run.is_dir():
-            return _fail(f"--run {args.run} is not a folder")
-        try:
-            export.export_run_folder(args.run, args.out)
-        except train_lib.RunFolderError as err:
-            return _fail(str(err))
-        except FileExistsError as err:
-            return _fail(str(err))
-        print(f"wrote {args.out} (TF1 Hub format; signatures video, text; tags {{}} and "
-              f"{{'train'}})")
-        return 0
-    return _fail(f"unknown command {args.command}")
+    export.export_run_folder(args.run, args.out)  # RunFolderError, FileExistsError: one line
+    print(f"wrote {args.out} (TF1 Hub format; signatures video, text; tags {{}} and "
+          f"{{'train'}})")
+    return 0
 
 
 if __name__ == "__main__":
