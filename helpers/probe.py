@@ -15,6 +15,8 @@ import dataclasses
 
 import numpy as np
 
+from helpers import checks
+
 #: The regularisation of the published evaluation (``sklearn_reg = 0.001`` in eval_ucf101.py).
 DEFAULT_C = 0.001
 
@@ -141,7 +143,8 @@ def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
 
     With ``k`` >= the number of classes this is 1.0 by definition.
     """
-    scores = np.asarray(scores)
+    # NaN sorts as if it were a score, so an all-NaN row would count as a hit at some rank.
+    scores = checks.check_finite(scores, "probe scores")
     labels = np.asarray(labels)
     k = min(k, scores.shape[1])
     top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
@@ -193,7 +196,8 @@ def linear_evaluation(train_features, train_labels, test_features, test_labels,
     ``train_labels``: ``[V_train]`` (or ``[N]``). ``test_features``: ``[V_test, W, D]``;
     ``test_labels``: ``[V_test]``. Labels are ints in ``0..K-1``.
     """
-    test_features = np.asarray(test_features)
+    test_features = checks.check_finite(test_features, "test features")
+    checks.check_finite(train_features, "training features")
     test_labels = np.asarray(test_labels)
     x, y = flatten_train(train_features, train_labels)
     k = int(num_classes if num_classes is not None

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import atomic, checks, cli, milnce, mmv, retrieval, ucf101, video
+from helpers import atomic, checks, cli, milnce, mmv, probe, retrieval, ucf101, video
 from helpers.standins import mmv as mmv_standin
 from helpers.standins.ucf101 import write_avi
 from helpers.ucf101 import features, store as store_mod
@@ -95,6 +95,19 @@ def test_metrics_never_rank_nan_as_a_hit():
         retrieval.similarity(np.ones((2, 4)), np.full((2, 4), np.nan))
     # Finite scores still rank as before (a perfect diagonal is R@1 = 100).
     assert retrieval.metrics(np.eye(3))["R@1"] == 100.0
+
+
+def test_the_probe_never_scores_nan_as_a_hit():
+    labels = np.array([0, 1, 2])
+    with pytest.raises(checks.NonFiniteError, match="probe scores"):
+        probe.topk_accuracy(np.full((3, 3), np.nan), labels, 1)
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(6, 2, 4))
+    test = rng.normal(size=(3, 2, 4))
+    test[1, 0, 0] = np.nan
+    with pytest.raises(checks.NonFiniteError, match="test features"):
+        probe.linear_evaluation(train, np.array([0, 0, 1, 1, 2, 2]), test, labels)
+    assert probe.topk_accuracy(np.eye(3), labels, 1) == 1.0
 
 
 @pytest.mark.parametrize("shape, fill, words", [
@@ -366,6 +379,11 @@ def _damage(part: Path, how: str) -> None:
         part.write_bytes(data[: len(data) // 2])
     elif how == "zero-byte":
         part.write_bytes(b"")
+    elif how == "NaN features":  # a valid archive whose features were overwritten with NaN
+        with np.load(part) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+        arrays["features"] = np.full_like(arrays["features"], np.nan)
+        np.savez(part, **arrays)
     else:  # flip one byte inside the stored features: the zip's CRC no longer matches
         with zipfile.ZipFile(part) as archive:
             info = archive.getinfo("features.npy")
@@ -375,7 +393,7 @@ def _damage(part: Path, how: str) -> None:
         part.write_bytes(bytes(damaged))
 
 
-@pytest.mark.parametrize("how", ["truncated", "zero-byte", "bad CRC"])
+@pytest.mark.parametrize("how", ["truncated", "zero-byte", "bad CRC", "NaN features"])
 def test_a_damaged_feature_part_is_reported_deleted_and_recomputed(tmp_path, tiny_store, how,
                                                                    capsys):
     cache = tmp_path / "features"

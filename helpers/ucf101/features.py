@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers import atomic
+from helpers import atomic, checks
 from helpers.ucf101.sampling import MMV_PROTOCOL, Protocol, test_clips, train_clips
 
 SAMPLINGS = ("train", "test")
@@ -115,6 +115,9 @@ def _read_part(part: Path):
     if len(features) != len(names) or prints.shape != (len(names), 2):
         raise ValueError(f"{len(names)} names, features {features.shape}, fingerprints "
                          f"{prints.shape}")
+    # Parts are checked finite when written; NaN here came from outside, and would be scored
+    # as a class (a probe fed NaN still predicts): damaged like a bad CRC (a ValueError).
+    checks.check_finite(features, "features")
     return names, features, prints
 
 
