@@ -132,15 +132,17 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
-def _can_create_in(folder: Path) -> str | None:
-    """Why nothing can be created in ``folder`` (``None``: a probe file was created)."""
+def _can_create_in(folder: Path, *, named: bool = True) -> str | None:
+    """Why nothing can be created in ``folder`` (``None``: a probe file was created).
+    ``named``: start with the folder's path (leave it out where the caller names it)."""
     if not folder.is_dir():
-        return f"{folder} is a file, not a folder"
+        return f"{folder} is a file, not a folder" if named else "is a file, not a folder"
     try:  # a real probe: os.access is fooled by root and by read-only mounts
         with tempfile.TemporaryFile(dir=folder, prefix=".write-test-"):
             pass
     except OSError as err:
-        return f"{folder}: {err.strerror or err}"
+        return f"{folder}: {err.strerror or err}" if named else \
+            f"cannot be written ({err.strerror or err})"
     return None
 
 
@@ -155,7 +157,7 @@ def output_problem(path, *, folder: bool = False) -> str | None:
         if folder:
             if not path.is_dir():
                 return "exists and is not a folder"
-            return _can_create_in(path)
+            return _can_create_in(path, named=False)  # output_folder names the path
         if path.is_dir():
             return "is a folder; give a file name"
         if not os.access(path, os.W_OK):
