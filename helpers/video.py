@@ -342,36 +342,27 @@ def center_crop_box(height: int, width: int) -> tuple[int, int, int]:
     return height // 2 - side // 2, width // 2 - side // 2, side
 
 
-@functools.lru_cache(maxsize=128)
-def _linear_taps(src: int, dst: int):
-    """Source indices and weights of OpenCV-style bilinear resizing along one axis.
+@functools.cache
+def _cv2():
+    """OpenCV, imported on first use (it is in Colab's runtime and pinned in requirements.txt)."""
+    import cv2
 
-    Pixel centres are aligned (``x = (i + 0.5) * src / dst - 0.5``), coordinates outside the
-    image are clamped to the edge pixel, and weights are rounded to 1/2048 as OpenCV's
-    fixed-point ``INTER_LINEAR`` does. No anti-aliasing: like ``cv2.resize``, a large
-    downscale samples rather than averages.
-    """
-    x = (np.arange(dst, dtype=np.float64) + 0.5) * (src / dst) - 0.5
-    x = np.maximum(x, 0.0)
-    x0 = np.floor(x).astype(np.int64)
-    frac = x - x0
-    at_end = x0 >= src - 1
-    x0[at_end] = src - 1
-    frac[at_end] = 0.0
-    x1 = np.minimum(x0 + 1, src - 1)
-    frac = np.round(frac * 2048.0) / 2048.0
-    frac = frac.astype(np.float32)
-    for array in (x0, x1, frac):  # cached and shared: nobody may change them
-        array.flags.writeable = False
-    return x0, x1, frac
+    return cv2
 
 
 def resize_bilinear(frames: np.ndarray, height: int, width: int | None = None) -> np.ndarray:
     """Bilinear resize of uint8 ``[N, H, W, C]`` (or ``[H, W, C]``) to ``[N, height, width, C]``.
 
-    Same sampling grid as OpenCV's ``cv2.resize(..., interpolation=INTER_LINEAR)`` (the
-    official colab's resize); results are rounded to uint8 as OpenCV does, and agree with it
-    to within one grey level.
+    This is ``cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)`` frame by
+    frame, the official MIL-NCE colab's resize, so the pixels are the colab's exactly. Pixel
+    centres are aligned (``x = (i + 0.5) * src / dst - 0.5``, clamped at the edges), the weights
+    are OpenCV's fixed-point ones (multiples of 1/2048) and there is no anti-aliasing: a large
+    downscale samples rather than averages.
+
+    An earlier numpy version of the same grid was within one grey level of OpenCV but slower
+    than the colab's loop (OpenCV's resize is SIMD C++ and releases the GIL); nothing else used
+    it, so it was dropped. The UCF101 protocol has its own resize (TensorFlow's float bilinear,
+    :func:`helpers.ucf101.sampling.resize_bilinear`), which must stay bit-exact with TF.
     """
     width = height if width is None else width
     frames = np.asarray(frames)
@@ -382,27 +373,14 @@ def resize_bilinear(frames: np.ndarray, height: int, width: int | None = None) -
         frames = frames[None]
     if frames.ndim != 4:
         raise ValueError(f"expected frames [N, H, W, C], got shape {frames.shape}")
-    src_h, src_w = frames.shape[1:3]
-    if (src_h, src_w) == (height, width):
+    if frames.shape[1:3] == (height, width):
         out = frames.copy()
     else:
-        y0, y1, fy = _linear_taps(src_h, height)
-        x0, x1, fx = _linear_taps(src_w, width)
-        # Rows first, then columns; in-place arithmetic keeps temporaries few (this is hot).
-        rows = np.take(frames, y0, axis=1).astype(np.float32)
-        below = np.take(frames, y1, axis=1).astype(np.float32)
-        below -= rows
-        below *= fy[None, :, None, None]
-        rows += below
-        out = np.take(rows, x0, axis=2)
-        right = np.take(rows, x1, axis=2)
-        right -= out
-        right *= fx[None, None, :, None]
-        out += right
-        out += 0.5
-        np.floor(out, out=out)
-        np.clip(out, 0, 255, out=out)
-        out = out.astype(np.uint8)
+        cv2 = _cv2()
+        out = np.empty((len(frames), height, width, frames.shape[3]), np.uint8)
+        for frame, target in zip(frames, out):
+            # dst= writes straight into the result; the source may be a cropped view.
+            cv2.resize(frame, (width, height), dst=target, interpolation=cv2.INTER_LINEAR)
     return out[0] if single else out
 
 

@@ -119,3 +119,29 @@ def test_extraction_with_uint8_and_raw_inputs_matches_the_float_path(store, tmp_
     # The cache keeps the three inputs apart.
     folders = {p.name for p in (tmp_path / "colour-v1").iterdir()}
     assert len(folders) == 4  # uint8 and raw, for train and test
+
+
+@pytest.mark.parametrize("fast", [True, False] if kernels.AVAILABLE else [False])
+@pytest.mark.parametrize("length, shared", [(12, True), (200, False)])
+def test_train_clips_equal_clip_by_clip_on_both_strategies(fast, length, shared, monkeypatch):
+    """train_clips either resizes each frame once per flip and slices the crops (clips sharing
+    frames: a short video) or resizes each clip's crop (a long one): the same pixels, bit for
+    bit, as computing every clip on its own (train_clip), on both paths."""
+    monkeypatch.setattr(kernels, "AVAILABLE", fast)
+    video = StoredLike(textured(num=length, height=120, width=160, seed=5))
+    protocol = sm.MMV_PROTOCOL.replace(num_frames=8, stride=2, min_resize=64, crop_size=56)
+    passes = range(10)
+    flips = {sm.train_draw(video.name, k, length, (120, 160), protocol).flip for k in passes}
+    assert flips == {False, True}  # both flips run
+    widths = []
+    original = sm.resize_and_crop
+
+    def spy(*args, **kwargs):
+        widths.append(kwargs.get("width"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(sm, "resize_and_crop", spy)
+    clips = sm.train_clips(video, passes, protocol)
+    assert (widths == [85, 85]) if shared else (widths == [None] * 10)  # 120x160 -> 64x85
+    for k in passes:
+        np.testing.assert_array_equal(clips[k], sm.train_clip(video, k, protocol))

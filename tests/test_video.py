@@ -95,6 +95,43 @@ def test_resize_keeps_size_unchanged_and_rejects_floats():
         video.resize_bilinear(frames.astype(np.float32), 8)
 
 
+def _numpy_bilinear(frames, height, width):
+    """Independent float reference of the sampling grid: half-pixel centres, edges clamped."""
+    def taps(src, dst):
+        x = np.maximum((np.arange(dst) + 0.5) * (src / dst) - 0.5, 0.0)
+        x0 = np.minimum(np.floor(x).astype(int), src - 1)
+        return x0, np.minimum(x0 + 1, src - 1), np.where(x0 >= src - 1, 0.0, x - x0)
+
+    y0, y1, fy = taps(frames.shape[1], height)
+    x0, x1, fx = taps(frames.shape[2], width)
+    f = frames.astype(np.float64)
+    rows = f[:, y0] + (f[:, y1] - f[:, y0]) * fy[None, :, None, None]
+    out = rows[:, :, x0] + (rows[:, :, x1] - rows[:, :, x0]) * fx[None, None, :, None]
+    return np.floor(out + 0.5).astype(int)
+
+
+@pytest.mark.parametrize("shape, size", [((37, 53), (16, 21)), ((48, 64), (224, 224)),
+                                         ((300, 200), (224, 224)), ((240, 240), (224, 224))])
+def test_resize_is_opencv_and_matches_an_independent_bilinear(shape, size):
+    """resize_bilinear is cv2.resize (INTER_LINEAR) exactly, and that grid is the float one.
+
+    OpenCV's 8-bit INTER_LINEAR works in fixed point (weights and the intermediate row sums are
+    rounded), so against an exact float bilinear it is at most one grey level off. On these
+    random-noise frames (the worst case: every pixel sits near a rounding boundary equally often)
+    12.7-12.9 % of the values differ by one, measured for all four shapes; the bound is 15 %.
+    """
+    import cv2
+
+    rng = np.random.default_rng(3)
+    frames = (rng.random((2, *shape, 3)) * 255).astype(np.uint8)
+    ours = video.resize_bilinear(frames, *size)
+    opencv = np.stack([cv2.resize(f, size[::-1], interpolation=cv2.INTER_LINEAR) for f in frames])
+    np.testing.assert_array_equal(ours, opencv)
+    ref = _numpy_bilinear(frames, *size)
+    assert np.abs(ours.astype(int) - ref).max() <= 1
+    assert (ours != ref).mean() < 0.15
+
+
 def test_resize_matches_tensorflow_half_pixel_bilinear():
     """Independent check of the sampling grid: tf.image.resize (no antialias) uses the same one."""
     tf = pytest.importorskip("tensorflow")
@@ -105,9 +142,10 @@ def test_resize_matches_tensorflow_half_pixel_bilinear():
         ref = tf.image.resize(frames.astype(np.float32), (oh, ow), method="bilinear",
                               antialias=False).numpy()
         ref = np.floor(ref + 0.5).astype(int)
-        # Our weights are rounded to 1/2048 like OpenCV's fixed-point path: at most 1 level off.
+        # OpenCV's fixed point (see the test above): at most 1 level off, on 12.7-12.9 % of
+        # these noise values (TF's float resize agrees with the float reference on >= 99.3 %).
         assert np.abs(ours - ref).max() <= 1
-        assert (ours != ref).mean() < 0.05
+        assert (ours != ref).mean() < 0.15
 
 
 def test_center_crop_resize_contract():

@@ -25,6 +25,7 @@ recomputed. When many parts pile up they are merged into one, so the file count 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import hashlib
@@ -42,7 +43,8 @@ from pathlib import Path
 import numpy as np
 
 from helpers import atomic, checks
-from helpers.ucf101.sampling import MMV_PROTOCOL, Protocol, test_clips, train_clips
+from helpers.ucf101.sampling import (MMV_PROTOCOL, Protocol, test_clips, to_unit_float,
+                                     train_clips)
 
 SAMPLINGS = ("train", "test")
 CACHE_VERSION = 1
@@ -354,28 +356,42 @@ def _producer(batches, videos, sampling, protocol, workers, out_queue, stop, cli
                 continue
         return False
 
+    def fill(batch, arrays):
+        groups: dict[str, list[int]] = {}
+        for name, k in batch:
+            groups.setdefault(name, []).append(k)
+        start = 0
+        for name, ks in groups.items():
+            out = tuple(a[start:start + len(ks)] for a in arrays)
+            _build(videos[name], ks, sampling, protocol, clip_input,
+                   out if clip_input == "raw" else out[0])
+            start += len(ks)
+        for array in arrays:  # pad: the encoder always sees the same shape
+            array[len(batch):] = array[len(batch) - 1]
+
+    # One thread builds one whole batch; ``threads`` batches are built at once and queued in
+    # order. (Splitting a batch by video instead left a thread idle whenever a batch held
+    # one video's clips, as most do: 8 clips of 10 per video.) Decoding and the kernels
+    # release the GIL.
+    threads = max(1, workers or os.cpu_count() or 1)
     try:
-        with ThreadPoolExecutor(max(1, workers or os.cpu_count() or 1)) as pool:
+        with ThreadPoolExecutor(threads) as pool:
+            building: collections.deque = collections.deque()
             for batch in batches:
-                groups: dict[str, list[int]] = {}
-                for name, k in batch:
-                    groups.setdefault(name, []).append(k)
                 arrays = _batch_arrays(batch, videos, protocol, clip_input, batch_size, buffers,
                                        stop)
                 if any(a is None for a in arrays):
                     return
-                starts = np.cumsum([0] + [len(ks) for ks in groups.values()])
-
-                def build(item, arrays=arrays):
-                    (name, ks), start = item
-                    out = tuple(a[start:start + len(ks)] for a in arrays)
-                    _build(videos[name], ks, sampling, protocol, clip_input,
-                           out if clip_input == "raw" else out[0])
-
-                list(pool.map(build, zip(groups.items(), starts)))
-                for array in arrays:  # pad: the encoder always sees the same shape
-                    array[len(batch):] = array[len(batch) - 1]
-                if not put((batch, arrays)):
+                building.append((batch, arrays, pool.submit(fill, batch, arrays)))
+                while len(building) >= threads:
+                    done_batch, done_arrays, future = building.popleft()
+                    future.result()
+                    if not put((done_batch, done_arrays)):
+                        return
+            while building:
+                done_batch, done_arrays, future = building.popleft()
+                future.result()
+                if not put((done_batch, done_arrays)):
                     return
     except BaseException as err:  # handed to the consumer, which re-raises it
         put(err)
@@ -391,11 +407,19 @@ def _run(videos, pending, n, sampling, protocol, encoder_fn, batch_size, workers
     batches = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
     out_queue: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
     stop = threading.Event()
-    # One batch being built, ``prefetch`` queued, one with the encoder.
-    buffers = _Buffers(max(1, prefetch) + 2)
+    # ``threads`` batches being built (or one waiting to be queued), ``prefetch`` queued, one
+    # with the encoder (or being divided by 255).
+    threads = max(1, workers or os.cpu_count() or 1)
+    buffers = _Buffers(max(1, prefetch) + threads + 1)
+    # Float clips are built and queued as their uint8 grey levels (a quarter of the memory)
+    # and divided by 255 here into one reused float32 batch: fresh memory costs a page fault
+    # per 4 KB on first write, and a float batch (150 MB at the published protocol) in each of
+    # the pool's slots cost more than decoding while the pool filled (measured, benchmarks/).
+    built = "uint8" if clip_input == "float" else clip_input
+    unit_batch = None
     thread = threading.Thread(target=_producer, name="clip-prefetch", daemon=True,
                               args=(batches, videos, sampling, protocol, workers, out_queue, stop,
-                                    clip_input, batch_size, buffers))
+                                    built, batch_size, buffers))
     rows: dict[str, list] = {}
     finished: list[str] = []  # complete videos not yet written to a part
     results: dict[str, np.ndarray] = {}
@@ -421,9 +445,16 @@ def _run(videos, pending, n, sampling, protocol, encoder_fn, batch_size, workers
                 raise got
             batch, arrays = got
             count = len(batch)
+            if clip_input == "float":
+                if unit_batch is None:
+                    unit_batch = np.empty(arrays[0].shape, np.float32)
+                to_unit_float(arrays[0], out=unit_batch)
+                buffers.give(arrays)
+                arrays = (unit_batch,)
             # np.asarray waits for an asynchronous (JAX) encoder, so the arrays are free after.
             features = np.asarray(encoder_fn(*arrays), dtype=np.float32)
-            buffers.give(arrays)
+            if clip_input != "float":
+                buffers.give(arrays)
             if features.ndim != 2 or features.shape[0] != batch_size:
                 raise FeatureError(f"encoder {encoder_name} returned shape {features.shape} for "
                                    f"{batch_size} clips; expected [{batch_size}, D]")

@@ -6,7 +6,7 @@ decoding the JPEG. :func:`crop_resize` does the same arithmetic in one pass per 
 compiled with Numba: for each output pixel the four source pixels, ``top = tl + (tr - tl) *
 x_lerp``, ``bottom = bl + (br - bl) * x_lerp``, ``out = top + (bottom - top) * y_lerp`` in
 float32 (TF's CPU kernel's expression and order) and the cast to uint8 (truncation); the float
-output is ``uint8 / 255`` looked up in a table of float32 quotients. Numba compiles without fast-math, so LLVM neither
+output is ``float32(uint8) / 255``, an exactly rounded division. Numba compiles without fast-math, so LLVM neither
 reassociates nor fuses a multiply and an add into an FMA: every operation rounds as numpy's
 does, and the pixels are the same bit for bit (``tests/test_ucf101_sampling.py`` compares them,
 and ``tests/test_ucf101_tf_reference.py`` compares the numpy path with TensorFlow).
@@ -29,22 +29,28 @@ except ImportError:  # pragma: no cover
 AVAILABLE = numba is not None
 
 
-def _resize_kernel(frames, needed, top, bottom, y_lerp, x_low, x_high, x_lerp, out, rows):
-    """frames [T, H, W*C] uint8 -> out [T, h, w*C] uint8; ``rows``: scratch [len(needed), w*C].
+def _resize_kernel(frames, needed, top, bottom, y_lerp, x_low, x_high, x_lerp, out, rows,
+                   source_row):
+    """frames [T, H, W*C] uint8 -> out [T, h, w*C] uint8; ``rows``: scratch [len(needed), w*C],
+    ``source_row``: scratch [W*C] float32.
 
     Each needed source row is interpolated along the width once (``rows``), then each output
     row from its two source rows: the values TF computes per pixel (``top`` / ``bottom`` of an
-    output pixel depend only on its source row and column), with fewer operations.
+    output pixel depend only on its source row and column), with fewer operations. The source
+    row is first widened to float32 in a contiguous (vectorised) loop, so the gathers read
+    float32 (measured 2.6x faster per frame than gathering uint8 and converting each value;
+    the same values: uint8 -> float32 is exact).
     """
     count, out_h, slots = out.shape
     for t in range(count):
         for r in range(needed.shape[0]):
             source = frames[t, needed[r]]
+            for p in range(source.shape[0]):
+                source_row[p] = np.float32(source[p])
             row = rows[r]
             for q in range(slots):
-                left = np.float32(source[x_low[q]])
-                right = np.float32(source[x_high[q]])
-                row[q] = left + (right - left) * x_lerp[q]
+                left = source_row[x_low[q]]
+                row[q] = left + (source_row[x_high[q]] - left) * x_lerp[q]
         for i in range(out_h):
             upper = rows[top[i]]
             lower = rows[bottom[i]]
@@ -54,13 +60,19 @@ def _resize_kernel(frames, needed, top, bottom, y_lerp, x_low, x_high, x_lerp, o
                 target[q] = np.uint8(upper[q] + (lower[q] - upper[q]) * wy)
 
 
-def _unit_kernel(source, index, table, out):
-    """out[m] = table[source[index[m]]]: uint8 frames [N, P] -> float32 [M, P]."""
+def _unit_kernel(source, index, out):
+    """out[m] = float32(source[index[m]]) / 255: uint8 frames [N, P] -> float32 [M, P].
+
+    A division, not a table lookup: IEEE division rounds exactly, so the values are those of
+    numpy's ``float32(v) / float32(255)`` (the numpy path's table), and unlike a gather from a
+    table the loop vectorises (measured 3-4x faster per value).
+    """
+    scale = np.float32(255.0)
     for m in range(index.shape[0]):
         src = source[index[m]]
         dst = out[m]
         for p in range(src.shape[0]):
-            dst[p] = table[src[p]]
+            dst[p] = np.float32(src[p]) / scale
 
 
 _compiled = {}
@@ -72,10 +84,6 @@ def _get(name):
         function = {"resize": _resize_kernel, "unit": _unit_kernel}[name]
         _compiled[name] = numba.njit(nogil=True, cache=True, fastmath=False)(function)
     return _compiled[name]
-
-
-#: ``uint8 -> float32 / 255`` as a table: exactly ``float32(v) / float32(255)`` for each v.
-_UNIT = np.arange(256, dtype=np.float32) / np.float32(255.0)
 
 
 def to_unit_float(frames: np.ndarray, index=None, out=None) -> np.ndarray:
@@ -93,8 +101,7 @@ def to_unit_float(frames: np.ndarray, index=None, out=None) -> np.ndarray:
         out = np.empty(shape, dtype=np.float32)
     elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
         raise ValueError(f"out must be C-contiguous float32 {shape}, got {out.dtype} {out.shape}")
-    _get("unit")(flat, index.reshape(-1).astype(np.int64), _UNIT,
-                 out.reshape(index.size, flat.shape[1]))
+    _get("unit")(flat, index.reshape(-1).astype(np.int64), out.reshape(index.size, flat.shape[1]))
     return out
 
 
@@ -126,7 +133,7 @@ def crop_resize(frames: np.ndarray, rows: tuple, cols: tuple, flip: bool = False
     scratch = np.empty((len(needed), len(slot_low)), dtype=np.float32)
     _get("resize")(frames.reshape(count, height, width * channels), needed, top, bottom,
                    np.ascontiguousarray(y_lerp, np.float32), slot_low, slot_high, slot_lerp,
-                   out, scratch)
+                   out, scratch, np.empty(width * channels, dtype=np.float32))
     out = out.reshape(count, len(y_low), len(x_low), channels)
     if np.dtype(dtype) == np.uint8:
         return out

@@ -199,7 +199,7 @@ def central_crop_offsets(height: int, width: int, crop_size: int) -> tuple[int, 
 
 def resize_and_crop(frames: np.ndarray, min_resize: int, crop_size: int,
                     offset: tuple[int, int], flip: bool = False, dtype=np.float32,
-                    fast: bool | None = None) -> np.ndarray:
+                    fast: bool | None = None, width: int | None = None) -> np.ndarray:
     """Short-side resize to uint8, then the ``crop_size`` square at ``offset``; float32 /255.
 
     Equal to cropping the output of :func:`resize_smallest`, but computes only the cropped
@@ -207,24 +207,27 @@ def resize_and_crop(frames: np.ndarray, min_resize: int, crop_size: int,
     ``flip``: mirror the frames left-right first (``frames[:, :, ::-1]``). ``dtype``:
     ``float32`` (``[0, 1]``, the default) or ``uint8`` (the resized grey levels).
     ``fast``: use the fused Numba kernel (:mod:`helpers.ucf101.kernels`, the same pixels bit for
-    bit); default: when Numba is installed. Returns ``[T, crop, crop, 3]``.
+    bit); default: when Numba is installed. ``width``: the crop's width, if not ``crop_size``
+    (``crop_size`` is then its height). Returns ``[T, crop, crop (or width), 3]``.
     """
+    crop_w = crop_size if width is None else width
     height, width = frames.shape[1:3]
     size = resized_size(height, width, min_resize)
     oy, ox = offset
-    if oy < 0 or ox < 0 or oy + crop_size > size[0] or ox + crop_size > size[1]:
-        raise ValueError(f"crop {crop_size} at {offset} does not fit in the resized {size}")
+    if oy < 0 or ox < 0 or oy + crop_size > size[0] or ox + crop_w > size[1]:
+        raise ValueError(f"crop {crop_size}x{crop_w} at {offset} does not fit in the resized "
+                         f"{size}")
     if size == (height, width):
         source = frames[:, :, ::-1] if flip else frames
-        cropped = source[:, oy:oy + crop_size, ox:ox + crop_size]
+        cropped = source[:, oy:oy + crop_size, ox:ox + crop_w]
     elif kernels.AVAILABLE if fast is None else fast:
         rows = _bilinear_weights(height, size[0], np.arange(oy, oy + crop_size))
-        cols = _bilinear_weights(width, size[1], np.arange(ox, ox + crop_size))
+        cols = _bilinear_weights(width, size[1], np.arange(ox, ox + crop_w))
         return kernels.crop_resize(frames, rows, cols, flip=flip, dtype=dtype)
     else:
         source = frames[:, :, ::-1] if flip else frames
         cropped = resize_bilinear(source, size, rows=np.arange(oy, oy + crop_size),
-                                  cols=np.arange(ox, ox + crop_size)).astype(np.uint8)
+                                  cols=np.arange(ox, ox + crop_w)).astype(np.uint8)
     if np.dtype(dtype) == np.uint8:
         return np.ascontiguousarray(cropped, dtype=np.uint8)
     return to_unit_float(cropped)
@@ -330,11 +333,32 @@ def train_clips(video, passes, protocol: Protocol = MMV_PROTOCOL, output: str = 
         params = np.array([[d.crop_offset[0], d.crop_offset[1], int(d.flip)] for d in draws],
                           dtype=np.int32)
         return _into(out, (frames, params), inverse)
+    # Each output pixel of the resize depends only on its own position, so a crop is a slice
+    # of the whole resized frame. When the clips share many frames (short videos), resizing
+    # each distinct frame once per flip and slicing the crops costs less than resizing every
+    # clip's crop; otherwise (clips spread over a long video) it costs more (wider frames,
+    # one more copy). Pick the cheaper by the number of output pixels. Same pixels either way.
     greys = np.empty((len(draws),) + protocol.clip_shape(), dtype=np.uint8)
-    for row, draw in enumerate(draws):
-        greys[row] = resize_and_crop(frames[inverse[row]], protocol.min_resize,
-                                     protocol.crop_size, draw.crop_offset, flip=draw.flip,
-                                     dtype=np.uint8)
+    size = resized_size(video.height, video.width, protocol.min_resize)
+    crop = protocol.crop_size
+    by_flip = {flip: [row for row, draw in enumerate(draws) if draw.flip == flip]
+               for flip in (False, True)}
+    used = {flip: np.unique(inverse[rows]) for flip, rows in by_flip.items() if rows}
+    shared_cost = sum(len(u) for u in used.values()) * size[0] * size[1]
+    if shared_cost < 0.8 * len(draws) * protocol.num_frames * crop * crop:
+        for flip, frame_ids in used.items():
+            rows = by_flip[flip]
+            local = np.searchsorted(frame_ids, inverse[rows])
+            resized = resize_and_crop(frames[frame_ids], protocol.min_resize, size[0], (0, 0),
+                                      flip=flip, dtype=np.uint8, width=size[1])
+            for row, frame_rows in zip(rows, local):
+                oy, ox = draws[row].crop_offset
+                np.take(resized[:, oy:oy + crop, ox:ox + crop], frame_rows, axis=0,
+                        out=greys[row])
+    else:
+        for row, draw in enumerate(draws):
+            greys[row] = resize_and_crop(frames[inverse[row]], protocol.min_resize, crop,
+                                         draw.crop_offset, flip=draw.flip, dtype=np.uint8)
     if output == "uint8":
         return _into(out, greys)
     return to_unit_float(greys, out=out)
@@ -389,6 +413,8 @@ def test_clips(video, protocol: Protocol = MMV_PROTOCOL, windows=None, output: s
 
 _recent_lock = threading.Lock()
 _recent: collections.OrderedDict = collections.OrderedDict()
+#: key -> (video, lock) while a thread decodes that video's test frames.
+_building: dict = {}
 #: Videos whose test frames are kept (resized: about 15 MB each at the published protocol).
 RECENT_VIDEOS = 8
 
@@ -404,15 +430,35 @@ def _test_frames(video, protocol: Protocol, unique: np.ndarray, raw: bool = Fals
         if found is not None and found[0] is video:
             _recent.move_to_end(key)
             return found[1]
+        # Two threads building batches that share a video: the second waits for the first's
+        # frames instead of decoding them again.
+        building = _building.setdefault(key, (video, threading.Lock()))
+    if building[0] is not video:  # an id reused while a stale entry lingers: just decode
+        return _process_test_frames(video, protocol, unique, raw)
+    try:
+        with building[1]:
+            with _recent_lock:
+                found = _recent.get(key)
+                if found is not None and found[0] is video:
+                    return found[1]
+            processed = _process_test_frames(video, protocol, unique, raw)
+            if hasattr(video, "path"):  # only stored videos (fixed files) are worth keeping
+                with _recent_lock:
+                    _recent[key] = (video, processed)
+                    while len(_recent) > RECENT_VIDEOS:
+                        _recent.popitem(last=False)
+            return processed
+    finally:
+        with _recent_lock:
+            if _building.get(key) is building:
+                del _building[key]
+
+
+def _process_test_frames(video, protocol: Protocol, unique: np.ndarray, raw: bool) -> np.ndarray:
     processed = video.frames(unique)
     if not raw:
         size = resized_size(video.height, video.width, protocol.min_resize)
         offset = central_crop_offsets(*size, protocol.crop_size)
         processed = resize_and_crop(processed, protocol.min_resize, protocol.crop_size, offset,
                                     dtype=np.uint8)
-    if hasattr(video, "path"):  # only stored videos (fixed files) are worth keeping
-        with _recent_lock:
-            _recent[key] = (video, processed)
-            while len(_recent) > RECENT_VIDEOS:
-                _recent.popitem(last=False)
     return processed

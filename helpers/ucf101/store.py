@@ -336,6 +336,8 @@ class StoredVideo:
                 raise StoreError(f"{self.path}: frame {unique[row]} is {array.shape[:2]}, "
                                  f"not {out.shape[1:3]}")
             out[row] = array
+        if len(unique) == len(indices) and np.array_equal(unique, indices):
+            return out  # already distinct and sorted (what the samplers ask for): no copy
         return out[inverse]
 
 
