@@ -552,6 +552,8 @@ def prepare_store(sources, store_dir: str | os.PathLike, *, params: EncodeParams
         # interrupted outside the course) is re-encoded.
         problem = store.damaged(name) if name in store else "absent"
         if problem != "absent" and problem is not None:
+            # (The reader's own advice, to delete it and run prepare, is what happens here.)
+            problem = problem.removesuffix("; delete it and run prepare again")
             print(f"warning: {problem}; re-encoding it", file=sys.stderr)
         if problem is not None:
             todo[name] = Path(path)
