@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers.hub_format import lookup_table, mark_tf1_hub_format, milnce_signatures, word_ids
 from helpers.training.settings import ModelConfig, same_padding
 
 #: Marker written next to the module: which run it came from.
@@ -127,13 +128,7 @@ def video_graph(tf, images, var, cfg: ModelConfig, train: bool):
 
 
 def text_graph(tf, words, table, var, cfg: ModelConfig):
-    from helpers.standins.milnce import NOT_WORD_RE2
-
-    lowered = tf.strings.lower(words, encoding="utf-8")
-    tokens = tf.strings.split(tf.strings.regex_replace(lowered, NOT_WORD_RE2, " "))
-    ids = tf.ragged.map_flat_values(table.lookup, tokens)
-    ids = tf.ragged.boolean_mask(ids, ids >= 0)  # unknown words are dropped
-    ids = ids[:, :cfg.max_words].to_tensor(default_value=0, shape=[None, cfg.max_words])
+    ids = word_ids(tf, words, table, cfg.max_words)
     embedded = tf.gather(var["text/word_embedding"], ids)
     hidden = tf.nn.relu(tf.einsum("bwe,eh->bwh", embedded, var["text/hidden/w"])
                         + var["text/hidden/b"])
@@ -146,8 +141,6 @@ def text_graph(tf, words, table, var, cfg: ModelConfig):
 def _build_graph(tf, trainable, stats, vocab_file, cfg, train: bool):
     """One graph variant: placeholders, variables (zero-initialised; values fed in), the two
     signatures and the table initialiser."""
-    from helpers.standins.milnce import _table
-
     v1 = tf.compat.v1
     graph = tf.Graph()
     with graph.as_default():
@@ -163,17 +156,10 @@ def _build_graph(tf, trainable, stats, vocab_file, cfg, train: bool):
         assign = [var[name].assign(feeds[name]) for name in feeds]
         vocab_tensor = tf.constant(str(vocab_file), name="vocab_file")
         v1.add_to_collection(v1.GraphKeys.ASSET_FILEPATHS, vocab_tensor)
-        table = _table(tf, vocab_tensor)
+        table = lookup_table(tf, vocab_tensor)
         video_out = video_graph(tf, images, var, cfg, train)
         text_out = text_graph(tf, words, table, var, cfg)
-        info = v1.saved_model.utils.build_tensor_info
-        build = v1.saved_model.signature_def_utils.build_signature_def
-        signatures = {
-            "video": build(inputs={"images": info(images)},
-                           outputs={k: info(v) for k, v in video_out.items()}),
-            "text": build(inputs={"words": info(words)},
-                          outputs={k: info(v) for k, v in text_out.items()}),
-        }
+        signatures = milnce_signatures(v1, images, words, video_out, text_out)
         init_tables = v1.tables_initializer(name="init_tables")
     return graph, signatures, init_tables, assign, feeds
 
@@ -181,7 +167,7 @@ def _build_graph(tf, trainable, stats, vocab_file, cfg, train: bool):
 def export_module(run, dest_dir) -> Path:
     """Write ``run`` (a :class:`helpers.training.train.Run`) as a TF1 Hub module into
     ``dest_dir`` (created; must be empty or absent). Returns ``dest_dir``."""
-    from helpers.milnce import import_tensorflow
+    from helpers.gpu import import_tensorflow
 
     tf = import_tensorflow()
     v1 = tf.compat.v1
@@ -218,7 +204,7 @@ def export_module(run, dest_dir) -> Path:
             builder.save()
     finally:
         logger.setLevel(level)
-    (dest / "tfhub_module.pb").write_bytes(b"\x08\x01")  # ModuleDef {format: FORMAT_V3}
+    mark_tf1_hub_format(dest)
     marker = {"loss": run.loss, "seed": run.seed, "steps": run.config.steps,
               "test": run.report.get("test"), "chance_r1": run.report.get("chance_r1"),
               "note": "a small model trained here on generated clips, not MIL-NCE"}
