@@ -3,9 +3,9 @@
 * where ``tensorflow_hub`` caches a handle (:func:`cache_folder_name`) and the course's marker
   file inside a module it wrote (:data:`MARKER`, :func:`read_marker`);
 * :func:`install_folder`: put a built module there once, safely against concurrent builds;
-* the pieces of MIL-NCE's TF1 Hub format both MIL-NCE stand-ins build (the random one of
-  :mod:`helpers.standins.milnce`, the trained one of :mod:`helpers.training.export`): the
-  vocabulary table, the two signature defs, the ``tfhub_module.pb`` marker.
+* MIL-NCE's TF1 Hub format, which both MIL-NCE stand-ins are written in (the random one of
+  :mod:`helpers.standins.milnce`, the trained one of :mod:`helpers.training.export`):
+  :func:`write_milnce_module`, and the in-graph tokeniser (:func:`word_ids`).
 """
 
 from __future__ import annotations
@@ -92,14 +92,63 @@ def word_ids(tf, words, table, max_words: int):
     return ids[:, :max_words].to_tensor(default_value=0, shape=[None, max_words])
 
 
-def milnce_signatures(v1, images, words, video_out: dict, text_out: dict) -> dict:
-    """MIL-NCE's two signature defs: ``video`` (input ``images``) and ``text`` (``words``)."""
-    info = v1.saved_model.utils.build_tensor_info
-    build = v1.saved_model.signature_def_utils.build_signature_def
-    return {"video": build(inputs={"images": info(images)},
-                           outputs={k: info(v) for k, v in video_out.items()}),
-            "text": build(inputs={"words": info(words)},
-                          outputs={k: info(v) for k, v in text_out.items()})}
+def write_milnce_module(tf, dest, trainable: dict, fixed: dict, vocab, towers) -> None:
+    """Write a module in MIL-NCE's TF1 Hub format into the new folder ``dest``.
+
+    ``trainable`` / ``fixed``: name -> float32 array (the weights; batch-norm statistics or
+    weights that are not trained). ``towers(tf, images, words, var, table, train)`` builds the
+    graph and returns ``(video_outputs, text_outputs)``. Two graph variants share the
+    variables, as in the official module: the empty tags (``train=False``) and ``{"train"}``.
+    Variables start at zero and get their values fed in, so the weights live in ``variables/``
+    only, not also as constants in ``saved_model.pb``.
+    """
+    v1 = tf.compat.v1
+    values = {**trainable, **fixed}
+    builder = v1.saved_model.Builder(str(dest))
+    logger, level = tf.get_logger(), tf.get_logger().level
+    logger.setLevel("ERROR")  # the TF1 builder's deprecation notices: TF1 format on purpose
+    try:
+        with tempfile.TemporaryDirectory(prefix="milnce-module-") as scratch:
+            vocab_file = Path(scratch) / "vocab.txt"
+            vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
+            for train in (False, True):
+                graph = tf.Graph()
+                with graph.as_default():
+                    images = v1.placeholder(tf.float32, [None, None, None, None, 3], name="images")
+                    words = v1.placeholder(tf.string, [None], name="words")
+                    var = {name: v1.get_variable(name, shape=value.shape, dtype=tf.float32,
+                                                 initializer=v1.zeros_initializer(),
+                                                 trainable=name in trainable, use_resource=True)
+                           for name, value in values.items()}
+                    vocab_tensor = tf.constant(str(vocab_file), name="vocab_file")
+                    v1.add_to_collection(v1.GraphKeys.ASSET_FILEPATHS, vocab_tensor)
+                    video_out, text_out = towers(tf, images, words, var,
+                                                 lookup_table(tf, vocab_tensor), train)
+                    info = v1.saved_model.utils.build_tensor_info
+                    build = v1.saved_model.signature_def_utils.build_signature_def
+                    signatures = {
+                        "video": build(inputs={"images": info(images)},
+                                       outputs={k: info(v) for k, v in video_out.items()}),
+                        "text": build(inputs={"words": info(words)},
+                                      outputs={k: info(v) for k, v in text_out.items()})}
+                    init_tables = v1.tables_initializer(name="init_tables")
+                    options = dict(signature_def_map=signatures, main_op=init_tables,
+                                   assets_collection=v1.get_collection(v1.GraphKeys.ASSET_FILEPATHS),
+                                   strip_default_attrs=True)
+                    if train:
+                        builder.add_meta_graph(tags=["train"], **options)
+                        continue
+                    feeds = {name: v1.placeholder(tf.float32, value.shape)
+                             for name, value in values.items()}
+                    with v1.Session(graph=graph) as session:
+                        session.run([v1.global_variables_initializer(), init_tables])
+                        session.run([var[name].assign(feeds[name]) for name in feeds],
+                                    {feeds[name]: values[name] for name in feeds})
+                        builder.add_meta_graph_and_variables(session, tags=[], **options)
+            builder.save()
+    finally:
+        logger.setLevel(level)
+    mark_tf1_hub_format(dest)
 
 
 def mark_tf1_hub_format(dest) -> None:

@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from helpers.hub_format import (  # noqa: F401  (cache_folder_name, read_marker: re-exported)
-    MARKER, cache_folder_name, install_folder, lookup_table, mark_tf1_hub_format,
-    milnce_signatures, read_marker, word_ids)
+    MARKER, cache_folder_name, install_folder, lookup_table, read_marker, word_ids,
+    write_milnce_module)
 from helpers.hub_format import STANDIN_VERSION as VERSION
 from helpers.words import MAX_WORDS, NOT_WORD_RE2, VOCABULARY, tokenize  # noqa: F401  (re-exported)
 
@@ -132,45 +132,6 @@ def _build_tf2(tf, dest: Path, seed: int, scratch: Path) -> None:
     })
 
 
-def _build_tf1(tf, dest: Path, seed: int, scratch: Path) -> None:
-    weights = _weights(seed)
-    vocab_file = _write_vocab(scratch)
-    v1 = tf.compat.v1
-    graph = tf.Graph()
-    with graph.as_default():
-        images = v1.placeholder(tf.float32, [None, None, None, None, 3], name="images")
-        words = v1.placeholder(tf.string, [None], name="words")
-        # Variables start at zero and get their values fed in, so the weights live in the
-        # variables/ checkpoint only, not also as constants inside saved_model.pb.
-        var = {name: v1.get_variable(name, shape=value.shape, dtype=tf.float32,
-                                     initializer=v1.zeros_initializer(), trainable=False,
-                                     use_resource=True)
-               for name, value in weights.items()}
-        feeds = {name: v1.placeholder(tf.float32, value.shape) for name, value in weights.items()}
-        assign = [var[name].assign(feeds[name]) for name in weights]
-        vocab_tensor = tf.constant(str(vocab_file), name="vocab_file")
-        v1.add_to_collection(v1.GraphKeys.ASSET_FILEPATHS, vocab_tensor)
-        table = lookup_table(tf, vocab_tensor)
-        video_out = _video_graph(tf, images, var)
-        text_out = _text_graph(tf, words, table, var)
-        signatures = milnce_signatures(v1, images, words, video_out, text_out)
-        init_tables = v1.tables_initializer(name="init_tables")
-        with v1.Session(graph=graph) as session:
-            session.run([v1.global_variables_initializer(), init_tables])
-            session.run(assign, {feeds[name]: value for name, value in weights.items()})
-            assets = v1.get_collection(v1.GraphKeys.ASSET_FILEPATHS)
-            builder = v1.saved_model.Builder(str(dest))
-            # TF1 Hub format: the default graph variant has empty tags; "train" is the other one.
-            builder.add_meta_graph_and_variables(session, tags=[], signature_def_map=signatures,
-                                                 assets_collection=assets, main_op=init_tables,
-                                                 strip_default_attrs=True)
-            # (The main op is already in the graph's collection, which this variant shares.)
-            builder.add_meta_graph(tags=["train"], signature_def_map=signatures,
-                                   assets_collection=assets, strip_default_attrs=True)
-            builder.save()
-    mark_tf1_hub_format(dest)
-
-
 def build_module(dest_dir, tf1_style: bool = False, seed: int = 0) -> Path:
     """Write the stand-in module into the folder ``dest_dir`` (created; must be empty or absent).
 
@@ -191,7 +152,10 @@ def build_module(dest_dir, tf1_style: bool = False, seed: int = 0) -> Path:
     try:
         with tempfile.TemporaryDirectory(prefix="milnce-standin-") as scratch:
             if tf1_style:
-                _build_tf1(tf, dest, seed, Path(scratch))
+                write_milnce_module(tf, dest, {}, _weights(seed), VOCABULARY,
+                                    lambda tf, images, words, var, table, train: (
+                                        _video_graph(tf, images, var),
+                                        _text_graph(tf, words, table, var)))
             else:
                 _build_tf2(tf, dest, seed, Path(scratch))
     finally:
