@@ -49,19 +49,26 @@ def tokenize(sentence: str) -> list[str]:
     return re.findall(r"[\w']+", sentence.lower())
 
 
+def sentence_list(sentences) -> list:
+    """A string (one sentence) or a sequence of strings -> a list; ``TypeError`` names the first
+    item that is neither ``str`` nor ``bytes``."""
+    sentences = [sentences] if isinstance(sentences, (str, bytes)) else list(sentences)
+    for index, sentence in enumerate(sentences):
+        if not isinstance(sentence, (str, bytes)):
+            raise TypeError(f"sentence {index} is a {type(sentence).__name__}, not a string")
+    return sentences
+
+
 def encode(sentences, vocab, max_words: int = MAX_WORDS) -> np.ndarray:
     """Sentences (``str`` or UTF-8 ``bytes``) -> int32 ids ``[N, max_words]``: word ``i`` of
     ``vocab`` is id ``i`` (id 0, padding, is never produced), unknown words dropped, at most
     ``max_words`` kept, zero-padded."""
-    if isinstance(sentences, (str, bytes)):
-        sentences = [sentences]
+    sentences = sentence_list(sentences)
     index = {word: i for i, word in enumerate(vocab) if i}
     out = np.zeros((len(sentences), max_words), np.int32)
     for row, sentence in enumerate(sentences):
         if isinstance(sentence, bytes):
             sentence = sentence.decode("utf-8")
-        if not isinstance(sentence, str):
-            raise TypeError(f"sentence {row} is a {type(sentence).__name__}, not a string")
         ids = [index[w] for w in tokenize(sentence) if w in index][:max_words]
         out[row, :len(ids)] = ids
     return out

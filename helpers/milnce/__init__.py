@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from helpers import checks, config, resources
+from helpers.words import sentence_list
 
 HANDLE = "https://tfhub.dev/deepmind/mil-nce/s3d/1"
 #: The handle below the ``tfhub`` base URL of :mod:`helpers.config`.
@@ -442,12 +443,7 @@ def embed_texts(model, sentences, batch_size: int = 256) -> np.ndarray:
         raise ValueError(f"sentences has shape {sentences.shape}; pass a flat list of strings")
     tf = import_tensorflow()
     signature = _signature(model, TEXT_SIGNATURE)
-    if isinstance(sentences, (str, bytes)):
-        sentences = [sentences]
-    sentences = list(sentences)
-    for index, sentence in enumerate(sentences):
-        if not isinstance(sentence, (str, bytes)):
-            raise TypeError(f"sentence {index} is a {type(sentence).__name__}, not a string")
+    sentences = sentence_list(sentences)
     parts = []
     for start in range(0, len(sentences), batch_size):
         words = tf.constant(sentences[start:start + batch_size], dtype=tf.string)

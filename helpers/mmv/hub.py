@@ -26,9 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from helpers import config, downloads, milnce, resources
+from helpers.mmv import frontend
 from helpers.mmv.checkpoint import BACKBONES, _check_backbone
 from helpers.mmv.inputs import check_clips
 from helpers.mmv.encoder import DISPLAY_NAME
+from helpers.words import sentence_list
 
 SIGNATURES = ("video", "audio", "text")
 HANDLE_PATH = {"s3d": "deepmind/mmv/s3d/1", "tsm_resnet_x1": "deepmind/mmv/tsm-resnet50/1",
@@ -154,8 +156,6 @@ def _batched(signature, inputs, batch_size, keys):
 def embed_audio(module, waveforms, batch_size: int = 8) -> dict:
     """``audio`` signature on ``[B, 153600]`` 48 kHz waveforms in [-1, 1] -> ``va``, ``vat``,
     ``last_conv``."""
-    from helpers.mmv import frontend
-
     wave = frontend.check_waveforms(waveforms)
     if wave.shape[1] != frontend.NUM_SAMPLES:
         raise frontend.AudioError(f"waveforms have {wave.shape[1]} samples; the TF-Hub modules "
@@ -167,12 +167,7 @@ def embed_audio(module, waveforms, batch_size: int = 8) -> dict:
 def embed_texts(module, sentences) -> dict:
     """``text`` signature on sentences (the module tokenises them) -> ``vat`` ``[N, 256]``."""
     tf = milnce.import_tensorflow()
-    if isinstance(sentences, (str, bytes)):
-        sentences = [sentences]
-    sentences = list(sentences)
-    for index, sentence in enumerate(sentences):
-        if not isinstance(sentence, (str, bytes)):
-            raise TypeError(f"sentence {index} is a {type(sentence).__name__}, not a string")
+    sentences = sentence_list(sentences)
     result = call_signature(module.signatures["text"], tf.constant(sentences, dtype=tf.string))
     return _numpy(result, TEXT_KEYS)
 
@@ -182,8 +177,6 @@ def embed_texts(module, sentences) -> dict:
 
 def fit_length(waveform: np.ndarray, num_samples: int | None = None) -> np.ndarray:
     """First ``num_samples`` (default 153,600) samples of a 1-D waveform, zero-padded if shorter."""
-    from helpers.mmv import frontend
-
     num_samples = num_samples or frontend.NUM_SAMPLES
     out = np.zeros(num_samples, np.float32)
     piece = np.asarray(waveform, np.float32)[:num_samples]
@@ -195,8 +188,6 @@ def read_audio(path, sample_rate: int | None = None) -> np.ndarray:
     """Decode the first audio stream of ``path`` (wav, mp4, webm, ...) with PyAV -> mono float32
     in [-1, 1] at ``sample_rate`` (default 48 kHz). Raises :class:`helpers.mmv.frontend.AudioError`."""
     import av
-
-    from helpers.mmv import frontend
 
     sample_rate = sample_rate or frontend.SAMPLE_RATE
     path = Path(path)
