@@ -6,7 +6,7 @@ stand-in kind       real                                           tiny stand-in
 ``milnce``          the TF-Hub module (``hub.load`` downloads it)  a module, the same signatures
 ``milnce_gallery``  the official colab's three Wikimedia GIFs      six clips, GIF/MP4/AVI/WebM
 ``mmv``             DeepMind's checkpoint pickle, per backbone     a pickle, the official tree
-                    (``full=True``: all three towers; it has them)  (``full=True``: all towers)
+                    (``full=True``: every tower; it has them all)  (``full=True``: every tower)
 ``mmv_hub``         DeepMind's TF-Hub MMV module, per backbone     the course's export of the
                     (``hub.load`` downloads it)                    full stand-in checkpoint
 ``sound_clips``     (none published: the learner's own files)      four MP4s, sound tied to motion
@@ -15,7 +15,8 @@ stand-in kind       real                                           tiny stand-in
 
 This module is the only place that decides between the two (:func:`mode`, through
 :func:`helpers.config.resolve`) and the only one that imports the stand-in builders
-(``helpers.standins``). A model module *registers* how it recognises and fetches its real
+(``helpers.standins``, and the trained MIL-NCE stand-in of ``helpers.training.standin``). A
+model module *registers* how it recognises and fetches its real
 artefact (:func:`register`) and asks for a path (:func:`path`); it never imports a builder.
 Every build and download runs under the artefact's lock (:func:`helpers.atomic.locked`), so two
 processes never write the same file.
