@@ -210,6 +210,14 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _read_memo(memo_path: Path) -> dict:
+    try:
+        memo = json.loads(memo_path.read_text()) if memo_path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+    return memo if isinstance(memo, dict) else {}
+
+
 def file_digest(path) -> str:
     """Hex SHA-256 of a file, remembered by (resolved path, size, mtime) across runs.
 
@@ -222,24 +230,13 @@ def file_digest(path) -> str:
     info = path.stat()
     key, stamp = str(path), [info.st_size, info.st_mtime_ns]
     memo_path = _digest_cache_path()
-    try:
-        memo = json.loads(memo_path.read_text()) if memo_path.is_file() else {}
-        if not isinstance(memo, dict):
-            memo = {}
-    except (OSError, ValueError):
-        memo = {}
-    entry = memo.get(key)
+    entry = _read_memo(memo_path).get(key)
     if isinstance(entry, dict) and entry.get("stamp") == stamp and entry.get("sha256"):
         return entry["sha256"]
     digest = _sha256(path)
     try:
         with atomic.locked(memo_path):
-            try:
-                memo = json.loads(memo_path.read_text()) if memo_path.is_file() else {}
-                if not isinstance(memo, dict):
-                    memo = {}
-            except (OSError, ValueError):
-                memo = {}
+            memo = _read_memo(memo_path)
             memo[key] = {"stamp": stamp, "sha256": digest}
             atomic.write_bytes(memo_path, json.dumps(memo, indent=0, sort_keys=True).encode())
     except OSError:

@@ -76,26 +76,24 @@ def _outputs(parser: argparse.ArgumentParser, args) -> list[str]:
 
 # --- argparse types ----------------------------------------------------------------------------
 
-def positive_int(text: str) -> int:
-    """An integer >= 1 (frames, sizes, batch sizes, windows, workers)."""
+def _int_at_least(minimum: int, text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (frames, sizes, batch sizes, windows, workers)."""
+    return _int_at_least(1, text)
 
 
 def nonnegative_int(text: str) -> int:
     """An integer >= 0 (seeds)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+    return _int_at_least(0, text)
 
 
 def positive_float(text: str) -> float:

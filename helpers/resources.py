@@ -6,12 +6,17 @@ stand-in kind       real                                           tiny stand-in
 ``milnce``          the TF-Hub module (``hub.load`` downloads it)  a module, the same signatures
 ``milnce_gallery``  the official colab's three Wikimedia GIFs      six clips, GIF/MP4/AVI/WebM
 ``mmv``             DeepMind's checkpoint pickle, per backbone     a pickle, the official tree
+                    (``full=True``: every tower; it has them all)  (``full=True``: every tower)
+``mmv_hub``         DeepMind's TF-Hub MMV module, per backbone     the course's export of the
+                    (``hub.load`` downloads it)                    full stand-in checkpoint
+``sound_clips``     (none published: the learner's own files)      four MP4s, sound tied to motion
 ``ucf101``          UCF101's videos and split files                a mini-UCF101, official layout
 ==================  =============================================  ================================
 
 This module is the only place that decides between the two (:func:`mode`, through
 :func:`helpers.config.resolve`) and the only one that imports the stand-in builders
-(``helpers.standins``). A model module *registers* how it recognises and fetches its real
+(``helpers.standins``, and the trained MIL-NCE stand-in of ``helpers.training.standin``). A
+model module *registers* how it recognises and fetches its real
 artefact (:func:`register`) and asks for a path (:func:`path`); it never imports a builder.
 Every build and download runs under the artefact's lock (:func:`helpers.atomic.locked`), so two
 processes never write the same file.
@@ -49,7 +54,7 @@ class Artefact:
 
 _registry: dict[str, Artefact] = {}
 #: The stand-ins this module can build (see :func:`standin`).
-STANDIN_KINDS = ("milnce", "milnce_gallery", "mmv", "ucf101")
+STANDIN_KINDS = ("milnce", "milnce_gallery", "mmv", "mmv_hub", "sound_clips", "ucf101")
 
 
 def register(name: str, kind: str, *, is_cached: Callable[..., bool],
@@ -116,8 +121,31 @@ def standin(kind: str, name: str, **options):
         from helpers.standins import mmv
 
         return mmv.tiny_checkpoint(name.removeprefix("mmv_"), **options)
+    if kind == "mmv_hub":
+        from helpers.standins import mmv
+
+        config.set_standin_note(name, "tiny stand-in: random weights (exported from the stand-in "
+                                "checkpoint)")
+        return mmv.tfhub_module(config.tfhub_cache_dir("tiny"), options["handle"],
+                                options["backbone"])
+    if kind == "sound_clips":
+        from helpers.standins import sound_clips
+
+        return sound_clips.clip_paths()
     if kind == "ucf101":
         from helpers.standins import ucf101
 
         return ucf101.make_mini_ucf101(**options)
     raise KeyError(f"no stand-in of kind {kind!r}")
+
+
+def built_standin(name: str, **options) -> Path | None:
+    """Where the (file) stand-in of ``name`` is if it has been built, else None; builds nothing.
+    Tells a copy of the stand-in from a user's own file (only ``mmv`` checkpoints so far)."""
+    entry = _artefact(name)
+    if entry.kind != "mmv":
+        raise KeyError(f"{name!r}: only mmv checkpoints can be looked up unbuilt")
+    from helpers.standins import mmv
+
+    found = mmv.tiny_checkpoint_path(name.removeprefix("mmv_"), **options)
+    return found if found.is_file() else None

@@ -33,6 +33,7 @@ from httpserver_fixture import (
 )
 
 from helpers import config, downloads, milnce, mmv, ucf101, video
+from helpers.mmv import encoder as mmv_encoder
 from helpers.standins import milnce as milnce_standin
 from helpers.standins import mmv as mmv_standin
 from helpers.standins.ucf101 import make_mini_ucf101
@@ -309,7 +310,7 @@ def test_mmv_wrong_content_with_200_is_refused_and_not_cached(server, real, mmv_
         message = str(info.value)
         assert server.url(path) in message and f"got {len(body)} bytes" in message
         assert _cached_mmv(real) == []  # neither the file nor a .part
-        assert mmv.resolve_mode("s3d") == "real" and not mmv._real_path("s3d").exists()
+        assert mmv.resolve_mode("s3d") == "real" and not mmv_encoder._real_path("s3d").exists()
         # Once the host serves the file again, the next call downloads it: nothing is stuck.
         server.set(path, body=data, content_type="application/octet-stream")
         assert mmv.checkpoint_path("s3d").read_bytes() == data
@@ -371,7 +372,7 @@ def test_mmv_killed_download_is_resumed_never_taken_as_finished(server, real, mm
     kept = part.stat().st_size
     assert 100_000 <= kept < len(data) and part.read_bytes() == data[:kept]
     assert not dest.exists()  # only the .part: nothing looks finished,
-    assert not mmv._real_path("s3d").is_file()  # not even to auto mode's "is it cached?"
+    assert not mmv_encoder._real_path("s3d").is_file()  # not even to auto mode's "is it cached?"
     with server.use_for("mmv", prefix="mmv-killed"):
         server.set(path, chunk_delay=0.0)
         assert mmv.checkpoint_path("s3d").read_bytes() == data

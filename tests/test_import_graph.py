@@ -83,24 +83,8 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-#: Known debt, listed so that nothing new can join it: issue 14's MMV audio/text/TF-Hub code was
-#: written beside the registry, not through it. Its modules still build their own stand-ins, and
-#: `mmv.commands` imports the package that dispatches to it. To be rewired through
-#: `helpers.resources` (see the closing note of this wave); remove entries as they are.
-KNOWN_STANDIN_IMPORTERS = {"helpers.mmv", "helpers.mmv.audio_text", "helpers.mmv.export",
-                           "helpers.mmv.frontend", "helpers.mmv.hub",
-                           "helpers.training.export", "helpers.training.standin",
-                           "helpers.training.train"}
-KNOWN_CIRCLE_EDGES = {("helpers.mmv.commands", "helpers.mmv"), ("helpers.mmv.export", "helpers.mmv"),
-                      ("helpers.mmv.hub", "helpers.mmv"),
-                      # issue 13's stand-in: the registry trains and exports it, and the export
-                      # uses helpers.milnce's TF import; to be rewired likewise.
-                      ("helpers.training.export", "helpers.milnce")}
-
-
 def test_helpers_has_no_import_circle():
-    graph = {module: imports_of(module) - {t for (m, t) in KNOWN_CIRCLE_EDGES if m == module}
-             for module in MODULES}
+    graph = {module: imports_of(module) for module in MODULES}
     cycle = find_cycle(graph)
     assert cycle is None, "import circle: " + " -> ".join(cycle)
 
@@ -108,7 +92,7 @@ def test_helpers_has_no_import_circle():
 def test_only_the_registry_imports_stand_in_builders():
     importers = sorted(m for m in MODULES if not m.startswith("helpers.standins")
                        and any(t.startswith("helpers.standins") for t in imports_of(m)))
-    assert sorted(set(importers) - KNOWN_STANDIN_IMPORTERS) == ["helpers.resources"], importers
+    assert importers == ["helpers.resources"], importers
 
 
 def test_the_walker_sees_function_level_imports_and_circles():

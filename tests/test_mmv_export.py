@@ -167,7 +167,7 @@ def test_the_standin_never_overwrites_a_real_module(tmp_path):
     real.mkdir()
     (real / "saved_model.pb").write_bytes(b"a real module")
     with pytest.raises(FileExistsError, match="not the course's stand-in"):
-        hub.ensure_standin(tmp_path, handle, "s3d")
+        standin.tfhub_module(tmp_path, handle, "s3d")
     assert (real / "saved_model.pb").read_bytes() == b"a real module"
 
 

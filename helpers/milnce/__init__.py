@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from helpers import checks, config, resources
+from helpers.words import sentence_list
 
 HANDLE = "https://tfhub.dev/deepmind/mil-nce/s3d/1"
 #: The handle below the ``tfhub`` base URL of :mod:`helpers.config`.
@@ -203,47 +204,54 @@ def load(handle: str | os.PathLike | None = None, tags=None, *, timeout: float =
     for a handle its cause is the :class:`helpers.downloads.DownloadError`, whose cause is
     tensorflow_hub's own error.
     """
-    from helpers import downloads
-
     handle = str(handle) if handle is not None else default_handle()
-    if _looks_local(handle):
-        local = Path(handle.removeprefix("file://")).expanduser()
-        if not local.is_dir():
-            raise MilnceError(f"the folder {local} does not exist",
-                              "pass a TF-Hub handle (URL) or a folder holding saved_model.pb")
-        hub = import_hub()
-        tf = import_tensorflow()
-        try:
-            module = hub.load(str(local), tags=tags)
-        except (OSError, ValueError, RuntimeError, tf.errors.OpError) as err:
-            raise MilnceError(
-                f"the folder {local} could not be loaded as a SavedModel "
-                f"({type(err).__name__}: {str(err)[:300]})",
-                "pass a folder holding a complete SavedModel (saved_model.pb and variables/), "
-                "e.g. an unpacked module archive", str(local)) from err
-        check_signatures(module, str(local))
-        return module
-    mode = resolve_mode(handle)
-    import_hub()  # the known breakages (tf-keras, setuptools) become MilnceError with the fix
-    try:
-        module = downloads.hub_load(handle, config.tfhub_cache_dir(mode), tags=tags,
-                                    timeout=timeout, retries=retries, page=MANUAL_PAGE,
-                                    install=_install_call(handle))
-    except downloads.DownloadError as err:
-        raise MilnceError(err.problem, err.fix, handle) from err
+    module = load_hub_module(handle, MilnceError, resolve_mode, tags=tags, timeout=timeout,
+                             retries=retries, page=MANUAL_PAGE, install=_install_call(handle))
     check_signatures(module, handle)
     return module
 
 
-def check_signatures(module, handle: str | None = None) -> None:
-    """Raise :class:`MilnceError` unless ``module`` has the ``video`` and ``text`` signatures."""
+def load_hub_module(handle: str, error=MilnceError, resolve=resolve_mode, *, tags=None,
+                    **download):
+    """``hub.load`` a local SavedModel folder, or a handle into the TF-Hub cache of the mode
+    ``resolve(handle)`` chooses (:func:`helpers.downloads.hub_load`, with ``download``'s
+    options); every failure becomes ``error(problem, fix, handle)``. Shared by MIL-NCE and the
+    MMV TF-Hub modules (:func:`helpers.mmv.hub.load`)."""
+    from helpers import downloads
+
+    try:  # the known breakages (tf-keras, setuptools) come with their fix
+        hub, tf = import_hub(), import_tensorflow()
+    except MilnceError as err:
+        raise error(err.problem, err.fix) from err
+    if not _looks_local(handle):
+        mode = resolve(handle)
+        try:
+            return downloads.hub_load(handle, config.tfhub_cache_dir(mode), tags=tags, **download)
+        except downloads.DownloadError as err:
+            raise error(err.problem, err.fix, handle) from err
+    local = Path(handle.removeprefix("file://")).expanduser()
+    if not local.is_dir():
+        raise error(f"the folder {local} does not exist",
+                    "pass a TF-Hub handle (URL) or a folder holding saved_model.pb")
+    try:
+        return hub.load(str(local), tags=tags)
+    except (OSError, ValueError, RuntimeError, tf.errors.OpError) as err:
+        raise error(f"the folder {local} could not be loaded as a SavedModel "
+                    f"({type(err).__name__}: {str(err)[:300]})",
+                    "pass a folder holding a complete SavedModel (saved_model.pb and variables/), "
+                    "e.g. an unpacked module archive or an export-tfhub output", str(local)) from err
+
+
+def check_signatures(module, handle: str | None = None, required=(VIDEO_SIGNATURE, TEXT_SIGNATURE),
+                     error=MilnceError, what: str = "the MIL-NCE module",
+                     fix: str = f"load {HANDLE} (or a copy of it)") -> None:
+    """Raise ``error`` unless ``module`` has the ``required`` signatures (MIL-NCE's by default)."""
     signatures = getattr(module, "signatures", None)
     names = sorted(signatures.keys()) if signatures is not None else []
-    if VIDEO_SIGNATURE not in names or TEXT_SIGNATURE not in names:
-        raise MilnceError(
-            f"this is not the MIL-NCE module: its signatures are {names or 'none'}, expected "
-            f"'{VIDEO_SIGNATURE}' and '{TEXT_SIGNATURE}'",
-            f"load {HANDLE} (or a copy of it)", handle)
+    missing = [name for name in required if name not in names]
+    if missing:
+        raise error(f"this is not {what}: its signatures are {names or 'none'}, missing "
+                    f"{', '.join(missing)}", fix, handle)
 
 
 def install_archive(archive, handle: str | None = None) -> Path:
@@ -435,12 +443,7 @@ def embed_texts(model, sentences, batch_size: int = 256) -> np.ndarray:
         raise ValueError(f"sentences has shape {sentences.shape}; pass a flat list of strings")
     tf = import_tensorflow()
     signature = _signature(model, TEXT_SIGNATURE)
-    if isinstance(sentences, (str, bytes)):
-        sentences = [sentences]
-    sentences = list(sentences)
-    for index, sentence in enumerate(sentences):
-        if not isinstance(sentence, (str, bytes)):
-            raise TypeError(f"sentence {index} is a {type(sentence).__name__}, not a string")
+    sentences = sentence_list(sentences)
     parts = []
     for start in range(0, len(sentences), batch_size):
         words = tf.constant(sentences[start:start + batch_size], dtype=tf.string)

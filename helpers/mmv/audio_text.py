@@ -1,6 +1,5 @@
 """MMV's audio and text towers on DeepMind's JAX checkpoints (eval mode), ready to call.
 
-    from helpers import mmv
     from helpers.mmv import audio_text
     towers = audio_text.load("s3d")                      # the same checkpoint as the video model
     towers.embed_spectrograms(spec)   # [B, T', F, 1] -> {"aud_repr" 2048, "va" 512, "vat" 256}
@@ -25,8 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers import resources
 from helpers.mmv import frontend
-from helpers.mmv.checkpoint import CheckpointError, check_parts, count_params, extract_visual, load_checkpoint
+from helpers.mmv.checkpoint import (CheckpointError, _check_backbone, check_parts, count_params,
+                                    extract_visual, load_checkpoint)
+from helpers.mmv.encoder import resolve_mode
 
 PARTS = ("audio", "text")
 
@@ -102,8 +104,6 @@ class AudioTextEncoder:
 def load(backbone: str = "s3d", checkpoint=None) -> AudioTextEncoder:
     """:class:`AudioTextEncoder` from a checkpoint path, a loaded dict, or ``None`` (the mode's
     checkpoint: downloaded, or in tiny mode a full stand-in). Raises :class:`CheckpointError`."""
-    from helpers import mmv
-
     if checkpoint is None:
         checkpoint = full_checkpoint_path(backbone)
     if isinstance(checkpoint, (str, os.PathLike)):
@@ -113,19 +113,13 @@ def load(backbone: str = "s3d", checkpoint=None) -> AudioTextEncoder:
         source = "in memory"
         if not isinstance(checkpoint, dict) or not {"params", "state"} <= set(checkpoint):
             raise CheckpointError("checkpoint must be a path or a dict with 'params' and 'state'")
-        checkpoint = extract_visual(checkpoint, mmv._check_backbone(backbone), source,
+        checkpoint = extract_visual(checkpoint, _check_backbone(backbone), source,
                                     check_parts(PARTS))
     return AudioTextEncoder(checkpoint, source)
 
 
 def full_checkpoint_path(backbone: str, mode: str | None = None) -> Path:
     """The checkpoint with all three towers: the official file (real; it always has them) or,
-    in tiny mode, a *full* stand-in (:func:`helpers.standins.mmv.tiny_checkpoint` ``full=True``)."""
-    from helpers import mmv
-
-    mode = mode or mmv.resolve_mode(backbone)
-    if mode == "tiny":
-        from helpers.standins import mmv as standin
-
-        return standin.tiny_checkpoint(backbone, full=True)
-    return mmv.checkpoint_path(backbone, mode)
+    in tiny mode, a *full* stand-in (random weights), from :mod:`helpers.resources`."""
+    return resources.path(f"mmv_{_check_backbone(backbone)}", mode or resolve_mode(backbone),
+                          full=True)

@@ -1,4 +1,4 @@
-"""Clips for notebook 03 (the MIL-NCE colab's GIFs, or generated ones) and S3D-G's space-to-depth.
+"""Clips for notebook 03: the MIL-NCE colab's GIFs, or generated ones (input checks: :mod:`helpers.mmv.inputs`).
 
 Real mode reuses notebook 02's gallery (:func:`helpers.milnce.sample_videos`: the three
 Wikimedia GIFs of the official MIL-NCE colab, downloaded once into one cache) and the course's
@@ -61,21 +61,3 @@ def demo_clips(num_frames: int = 32, size: int = 224, mode: str | None = None):
     samples = milnce.sample_videos("real")
     clips = [video.colab_clip(sample.path, num_frames, size) for sample in samples]
     return np.stack(clips), [sample.caption for sample in samples]
-
-
-def space_to_depth(clip: np.ndarray) -> np.ndarray:
-    """``[B, T, H, W, C]`` -> ``[B, T/2, H/2, W/2, 8C]``: each 2x2x2 block of pixels becomes channels.
-
-    Channel ``((dt * 2 + dh) * 2 + dw) * C + c`` holds pixel ``(2t + dt, 2h + dh, 2w + dw)``,
-    colour ``c``. S3D-G applies it to its input so that its first convolution (7x7x7 at stride
-    2 in the paper) runs as a 2x4x4 convolution at stride 1. Works on numpy and JAX arrays.
-    Raises ``ValueError`` for odd T, H or W.
-    """
-    if clip.ndim != 5:
-        raise ValueError(f"space-to-depth needs [B, T, H, W, C], got shape {tuple(clip.shape)}")
-    b, t, h, w, c = clip.shape
-    if t % 2 or h % 2 or w % 2:
-        raise ValueError(f"space-to-depth needs even T, H and W, got shape {tuple(clip.shape)}")
-    x = clip.reshape(b, t // 2, 2, h // 2, 2, w // 2, 2, c)
-    x = x.transpose(0, 1, 3, 5, 2, 4, 6, 7)
-    return x.reshape(b, t // 2, h // 2, w // 2, 8 * c)

@@ -10,6 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from helpers import config
+from helpers.mmv.checkpoint import BACKBONES, CheckpointError
+from helpers.mmv.inputs import ClipError, check_clips
+from helpers.mmv.encoder import load_model, resolve_mode
 
 #: Two float32 runs of the same weights through different XLA builds differ by rounding only:
 #: measured on the stand-in, at most ~3e-6 of max|output| (video, 8x64x64 clips). A relative
@@ -53,11 +56,10 @@ def compare_releases(backbone: str, clips, module=None, encoder=None) -> dict:
     ``before_head`` (vs ``vid_repr``), ``va``, ``vat``, plus ``"match"`` overall; ``relative`` is
     ``max|tfhub - jax| / max(1, max|jax|)``, a match is ``relative <= MATCH_TOLERANCE``.
     """
-    from helpers import mmv
     from helpers.mmv import hub
 
     module = module if module is not None else hub.load(backbone)
-    encoder = encoder if encoder is not None else mmv.load_model(backbone)
+    encoder = encoder if encoder is not None else load_model(backbone)
     tfhub = hub.embed_videos(module, clips)
     jax_out = encoder(clips)
     report = {}
@@ -86,18 +88,17 @@ def format_comparison(report: dict, label: str = "") -> str:
 
 
 def _compare_command(args) -> int:
-    from helpers import mmv
     from helpers.mmv import clips as mmv_clips
     from helpers.mmv import hub
 
     mode = hub.resolve_mode(args.backbone)
-    ckpt_mode = mmv.resolve_mode(args.backbone)
+    ckpt_mode = resolve_mode(args.backbone)
     if args.clips:
         clips = np.load(args.clips, allow_pickle=False)
     else:
         clips, _ = mmv_clips.demo_clips(num_frames=args.frames, size=args.size, mode=mode)
-    clips = mmv.check_clips(clips, args.backbone, what=args.clips or "demo clips")
-    encoder = mmv.load_model(args.backbone, args.checkpoint)
+    clips = check_clips(clips, args.backbone, what=args.clips or "demo clips")
+    encoder = load_model(args.backbone, args.checkpoint)
     report = compare_releases(args.backbone, clips, hub.load(args.backbone), encoder)
     label = config.standin_label([hub.resource_name(args.backbone), f"mmv_{args.backbone}"])
     if mode == "tiny" or ckpt_mode == "tiny":
@@ -120,8 +121,6 @@ def _export_command(args) -> int:
 
 
 def add_parsers(sub) -> None:
-    from helpers.mmv import BACKBONES
-
     exp = sub.add_parser("export-tfhub", help="write a checkpoint as a SavedModel with the "
                          "TF-Hub MMV signatures (video, audio, text)")
     exp.add_argument("--backbone", required=True, choices=BACKBONES)
@@ -140,7 +139,7 @@ def add_parsers(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``export-tfhub`` or ``compare-releases``; 2 for bad input, 1 for a failed download."""
     from helpers import downloads
-    from helpers.mmv import CheckpointError, ClipError, hub
+    from helpers.mmv import hub
 
     try:
         if args.command == "export-tfhub":

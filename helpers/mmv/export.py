@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers import hub_format
 from helpers.mmv import frontend
 
 MARKER = "course_export.json"
@@ -108,14 +109,13 @@ def build_savedmodel(backbone: str, checkpoint, out_dir, *, marker: dict | None 
     into ``out_dir`` (created; must be empty or absent). Returns ``out_dir``. Imports TF and JAX."""
     import jax
 
-    from helpers import mmv
-    from helpers.milnce import import_tensorflow
-    from helpers.mmv.checkpoint import PARTS, check_parts, extract_visual, safe_unpickle
-    from helpers.standins.milnce import NOT_WORD_RE2
+    from helpers.gpu import import_tensorflow
+    from helpers.hub_format import word_ids
+    from helpers.mmv.checkpoint import PARTS, _check_backbone, check_parts, extract_visual, safe_unpickle
 
     tf = import_tensorflow()
     jax2tf = _jax2tf()
-    mmv._check_backbone(backbone)
+    _check_backbone(backbone)
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} exists and is not an empty folder; choose a new --out")
@@ -178,11 +178,7 @@ def build_savedmodel(backbone: str, checkpoint, out_dir, *, marker: dict | None 
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="words")], autograph=False)
     def text(words):
-        spaced = tf.strings.regex_replace(tf.strings.lower(words, encoding="utf-8"), NOT_WORD_RE2, " ")
-        tokens = tf.strings.split(spaced)
-        ids = tf.ragged.map_flat_values(module._table.lookup, tokens)
-        ids = tf.ragged.boolean_mask(ids, ids >= 0)[:, :frontend.MAX_WORDS]
-        ids = ids.to_tensor(default_value=0, shape=[None, frontend.MAX_WORDS])
+        ids = word_ids(tf, words, module._table, frontend.MAX_WORDS)
         return run("text", tf.cast(ids, tf.int32))
 
     # Only the three concrete functions are saved (as signatures); attaching the tf.functions
@@ -203,7 +199,4 @@ def build_savedmodel(backbone: str, checkpoint, out_dir, *, marker: dict | None 
 
 def read_marker(folder) -> dict | None:
     """The export's marker (``course_export.json``) of a SavedModel folder, or None."""
-    try:
-        return json.loads((Path(folder) / MARKER).read_text())
-    except (OSError, ValueError):
-        return None
+    return hub_format.read_marker(folder, MARKER)

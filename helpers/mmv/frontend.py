@@ -23,9 +23,11 @@ functions here run on numpy and on JAX arrays (so they can be traced into a Save
 from __future__ import annotations
 
 import functools
-import re
 
 import numpy as np
+
+from helpers import words
+from helpers.words import MAX_WORDS, VOCABULARY, tokenize  # noqa: F401  (tokenize: re-exported)
 
 SAMPLE_RATE = 48_000
 #: TF-Hub's audio input: 3.2 s at 48 kHz.
@@ -33,7 +35,6 @@ NUM_SAMPLES = 153_600
 FRAME_LENGTH, FRAME_STEP, FFT_LENGTH = 1200, 480, 2048
 NUM_MEL_BINS, MEL_LOW_HZ, MEL_HIGH_HZ = 80, 20.0, 24_000.0
 LOG_OFFSET = 1e-6
-MAX_WORDS = 16
 
 
 def num_frames(num_samples: int = NUM_SAMPLES) -> int:
@@ -116,33 +117,10 @@ def check_waveforms(waveforms, what: str = "waveforms") -> np.ndarray:
 
 
 def vocabulary() -> list[str]:
-    """The course's word list (index = embedding row; 0 is padding): the MIL-NCE stand-in's."""
-    from helpers.standins.milnce import VOCABULARY
-
+    """The course's word list (index = embedding row; 0 is padding): :data:`helpers.words.VOCABULARY`."""
     return list(VOCABULARY)
-
-
-@functools.lru_cache(maxsize=None)
-def _word_index() -> dict[str, int]:
-    return {word: i for i, word in enumerate(vocabulary()) if i}
-
-
-def tokenize(sentence: str) -> list[str]:
-    """Lowercase, then runs of letters, digits, ``_`` and ``'`` (Python's ``[\\w']+``)."""
-    return re.findall(r"[\w']+", sentence.lower())
 
 
 def word_ids(sentences, max_words: int = MAX_WORDS) -> np.ndarray:
     """Sentences -> int32 ``[B, max_words]`` ids (unknown words dropped, padded with 0)."""
-    if isinstance(sentences, (str, bytes)):
-        sentences = [sentences]
-    index = _word_index()
-    out = np.zeros((len(sentences), max_words), np.int32)
-    for row, sentence in enumerate(sentences):
-        if isinstance(sentence, bytes):
-            sentence = sentence.decode("utf-8")
-        if not isinstance(sentence, str):
-            raise TypeError(f"sentence {row} is a {type(sentence).__name__}, not a string")
-        ids = [index[w] for w in tokenize(sentence) if w in index][:max_words]
-        out[row, :len(ids)] = ids
-    return out
+    return words.encode(sentences, VOCABULARY, max_words)

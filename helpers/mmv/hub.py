@@ -12,8 +12,8 @@ stalls time out, dropped connections retried, damaged cache entries removed, the
 Text and video meet in ``vat``, audio and video in ``va`` (and ``vat``); similarity is the dot
 product.
 
-Tiny mode installs, under each handle's cache folder, a SavedModel exported by the course from
-the tiny stand-in checkpoint (:mod:`helpers.mmv.export`): the same signatures and output names,
+Tiny mode installs (through :mod:`helpers.resources`), under each handle's cache folder, a
+SavedModel exported by the course from the tiny stand-in checkpoint (:mod:`helpers.mmv.export`): the same signatures and output names,
 random weights; its ``video`` signature equals the JAX model on that checkpoint by construction,
 its audio front end and vocabulary are the course's own.
 """
@@ -21,14 +21,16 @@ its audio front end and vocabulary are the course's own.
 from __future__ import annotations
 
 import os
-import shutil
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from helpers import config
+from helpers import config, downloads, milnce, resources
+from helpers.mmv import frontend
+from helpers.mmv.checkpoint import BACKBONES, _check_backbone
+from helpers.mmv.inputs import check_clips
+from helpers.mmv.encoder import DISPLAY_NAME
+from helpers.words import sentence_list
 
 SIGNATURES = ("video", "audio", "text")
 HANDLE_PATH = {"s3d": "deepmind/mmv/s3d/1", "tsm_resnet_x1": "deepmind/mmv/tsm-resnet50/1",
@@ -49,77 +51,50 @@ class MmvHubError(RuntimeError):
 
 
 def resource_name(backbone: str) -> str:
-    from helpers.mmv import DISPLAY_NAME
-
     return f"MMV {DISPLAY_NAME[backbone]} TF-Hub module"
 
 
 def default_handle(backbone: str) -> str:
     """The official handle (``https://tfhub.dev/deepmind/mmv/...``) from the ``tfhub`` base URL."""
-    from helpers.mmv import _check_backbone
-
     return config.url("tfhub", HANDLE_PATH[_check_backbone(backbone)])
 
 
-def _cache_folder(handle: str, mode: str) -> Path:
-    from helpers.standins.milnce import cache_folder_name
-
-    return config.cache_root() / mode / "tfhub_modules" / cache_folder_name(handle)
-
-
 def resolve_mode(backbone: str, handle: str | None = None) -> str:
-    """``real`` or ``tiny`` for ``backbone``'s module; tiny installs the stand-in (once)."""
+    """``real`` or ``tiny`` for ``backbone``'s module; tiny installs the stand-in (once, through
+    :mod:`helpers.resources`)."""
     handle = handle or default_handle(backbone)
-    folder = _cache_folder(handle, "real")
-    mode = config.resolve(resource_name(backbone), probe_url=handle,
-                          is_cached=folder.is_dir() and any(folder.iterdir()))
+    mode = resources.mode(resource_name(backbone), handle=handle, backbone=backbone)
     if mode == "tiny":
-        config.set_standin_note(resource_name(backbone),
-                                "tiny stand-in: random weights (exported from the stand-in "
-                                "checkpoint)")
-        ensure_standin(config.tfhub_cache_dir("tiny"), handle, backbone)
+        resources.path(resource_name(backbone), "tiny", handle=handle, backbone=backbone)
     return mode
 
 
-def ensure_standin(cache_dir, handle: str, backbone: str) -> Path:
-    """Put the course's export of the tiny stand-in checkpoint at ``<cache_dir>/sha1(handle)``.
+# hub.load downloads the real module itself, so "fetching" it is naming its handle.
+for _backbone in BACKBONES:
+    resources.register(
+        resource_name(_backbone), "mmv_hub", probe_url=lambda handle, **_: handle,
+        is_cached=lambda handle, **_: any(downloads.hub_cache_folder(
+            handle, config.cache_root() / "real" / "tfhub_modules").glob("*")),
+        fetch=lambda handle, **_: handle)
+del _backbone
 
-    Built once under a per-folder lock, in a temporary folder renamed into place (a concurrent
-    or interrupted build never leaves half a module). A folder that is not the course's export
-    (a real module) is refused.
-    """
-    from helpers import atomic
-    from helpers.mmv import export
-    from helpers.standins import mmv as standin
-    from helpers.standins.milnce import cache_folder_name
-
-    cache_dir = Path(cache_dir)
-    target = cache_dir / cache_folder_name(handle)
-    # Not "<sha1>.lock": that name is tensorflow_hub's own download lock, which the loader
-    # reports (and clears when stale).
-    with atomic.locked(cache_dir / f".{target.name}.standin"):
-        marker = export.read_marker(target)
-        if marker and marker.get("version") == export.VERSION and marker.get("standin"):
-            return target
-        if target.exists() and any(target.iterdir()) and marker is None:
-            raise FileExistsError(f"{target} holds a module that is not the course's stand-in; "
-                                  "refusing to overwrite it (is this a real TF-Hub cache?)")
-        checkpoint = standin.tiny_checkpoint(backbone, full=True)
-        print(f"Building the tiny stand-in for {handle} (once) ...", file=sys.stderr, flush=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=cache_dir))
-        try:
-            export.build_savedmodel(backbone, checkpoint, tmp / "module",
-                                    marker={"standin": f"rule {standin.RULE}, seed {standin.DEFAULT_SEED}"})
-            if target.exists():
-                shutil.rmtree(target)
-            os.rename(tmp / "module", target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+#: Clips with sound. None are published with the models, so both modes use the generated ones
+#: (notebook 05 replaces them with a learner's own files).
+SOUND_CLIPS = "MMV clips with sound"
 
 
-def _looks_local(handle: str) -> bool:
-    return "://" not in handle or handle.startswith("file://")
+def _no_published_sound_clips():
+    raise FileNotFoundError("no clips with sound are published with MMV; use your own files "
+                            "(helpers.mmv.hub.read_audio) or the generated ones (sound_clips())")
+
+
+resources.register(SOUND_CLIPS, "sound_clips", is_cached=lambda: False, probe_url=lambda: "",
+                   fetch=_no_published_sound_clips)
+
+
+def sound_clips() -> dict[str, Path]:
+    """``{name: mp4 path}`` of the generated clips with sound (:mod:`helpers.standins.sound_clips`)."""
+    return resources.path(SOUND_CLIPS, "tiny")
 
 
 def load(backbone: str = "s3d", handle: str | os.PathLike | None = None, *, timeout: float = 60.0,
@@ -130,46 +105,17 @@ def load(backbone: str = "s3d", handle: str | os.PathLike | None = None, *, time
     Raises :class:`MmvHubError` naming the problem and the fix; for a download its cause is the
     :class:`helpers.downloads.DownloadError`, whose cause is tensorflow_hub's own error.
     """
-    from helpers import downloads, milnce
-
-    try:
-        hub_module = milnce.import_hub()
-        tf = milnce.import_tensorflow()
-    except milnce.MilnceError as err:  # tf-keras / setuptools trouble: same fixes
-        raise MmvHubError(err.problem, err.fix) from err
     handle = str(handle) if handle is not None else default_handle(backbone)
-    if _looks_local(handle):
-        local = Path(handle.removeprefix("file://")).expanduser()
-        if not local.is_dir():
-            raise MmvHubError(f"the folder {local} does not exist",
-                              "pass a TF-Hub handle (URL) or a folder holding saved_model.pb")
-        try:
-            module = hub_module.load(str(local))
-        except (OSError, ValueError, RuntimeError, tf.errors.OpError) as err:
-            raise MmvHubError(f"{local} could not be loaded as a SavedModel "
-                              f"({type(err).__name__}: {str(err)[:300]})",
-                              "pass a folder holding a complete SavedModel (saved_model.pb, "
-                              "variables/), e.g. the output of export-tfhub", str(local)) from err
-    else:
-        mode = resolve_mode(backbone, handle)
-        try:
-            module = downloads.hub_load(handle, config.tfhub_cache_dir(mode), timeout=timeout,
-                                        retries=retries, page=MANUAL_PAGE)
-        except downloads.DownloadError as err:
-            raise MmvHubError(err.problem, err.fix, handle) from err
+    module = milnce.load_hub_module(handle, MmvHubError, lambda h: resolve_mode(backbone, h),
+                                    timeout=timeout, retries=retries, page=MANUAL_PAGE)
     check_signatures(module, handle)
     return module
 
 
 def check_signatures(module, handle: str | None = None) -> None:
     """Raise :class:`MmvHubError` unless ``module`` has the three MMV signatures."""
-    signatures = getattr(module, "signatures", None)
-    names = sorted(signatures.keys()) if signatures is not None else []
-    missing = [s for s in SIGNATURES if s not in names]
-    if missing:
-        raise MmvHubError(f"this is not an MMV module: its signatures are {names or 'none'}, "
-                          f"missing {', '.join(missing)}", "load one of helpers.mmv.TFHUB_HANDLE",
-                          handle)
+    milnce.check_signatures(module, handle, SIGNATURES, MmvHubError, "an MMV module",
+                            "load one of helpers.mmv.TFHUB_HANDLE")
 
 
 def call_signature(signature, tensor) -> dict:
@@ -187,8 +133,6 @@ def _numpy(result, keys):
 def embed_videos(module, clips, batch_size: int = 8) -> dict:
     """``video`` signature on clips ``[B, T, H, W, 3]`` float32 in [0, 1], in batches ->
     ``before_head``, ``va``, ``vat`` (numpy float32)."""
-    from helpers.mmv import check_clips
-
     clips = check_clips(clips, "tsm_resnet_x1")  # shape, range, dtype (evenness: the module's)
     return _batched(module.signatures["video"], clips, batch_size, VIDEO_KEYS)
 
@@ -196,9 +140,7 @@ def embed_videos(module, clips, batch_size: int = 8) -> dict:
 def _batched(signature, inputs, batch_size, keys):
     """Run ``signature`` over ``inputs`` in batches of one size: the last batch is padded with
     copies of its last item (dropped after), so XLA-compiled modules compile one program."""
-    from helpers.milnce import import_tensorflow
-
-    tf = import_tensorflow()
+    tf = milnce.import_tensorflow()
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     size = min(batch_size, len(inputs))
@@ -214,8 +156,6 @@ def _batched(signature, inputs, batch_size, keys):
 def embed_audio(module, waveforms, batch_size: int = 8) -> dict:
     """``audio`` signature on ``[B, 153600]`` 48 kHz waveforms in [-1, 1] -> ``va``, ``vat``,
     ``last_conv``."""
-    from helpers.mmv import frontend
-
     wave = frontend.check_waveforms(waveforms)
     if wave.shape[1] != frontend.NUM_SAMPLES:
         raise frontend.AudioError(f"waveforms have {wave.shape[1]} samples; the TF-Hub modules "
@@ -226,15 +166,8 @@ def embed_audio(module, waveforms, batch_size: int = 8) -> dict:
 
 def embed_texts(module, sentences) -> dict:
     """``text`` signature on sentences (the module tokenises them) -> ``vat`` ``[N, 256]``."""
-    from helpers.milnce import import_tensorflow
-
-    tf = import_tensorflow()
-    if isinstance(sentences, (str, bytes)):
-        sentences = [sentences]
-    sentences = list(sentences)
-    for index, sentence in enumerate(sentences):
-        if not isinstance(sentence, (str, bytes)):
-            raise TypeError(f"sentence {index} is a {type(sentence).__name__}, not a string")
+    tf = milnce.import_tensorflow()
+    sentences = sentence_list(sentences)
     result = call_signature(module.signatures["text"], tf.constant(sentences, dtype=tf.string))
     return _numpy(result, TEXT_KEYS)
 
@@ -244,8 +177,6 @@ def embed_texts(module, sentences) -> dict:
 
 def fit_length(waveform: np.ndarray, num_samples: int | None = None) -> np.ndarray:
     """First ``num_samples`` (default 153,600) samples of a 1-D waveform, zero-padded if shorter."""
-    from helpers.mmv import frontend
-
     num_samples = num_samples or frontend.NUM_SAMPLES
     out = np.zeros(num_samples, np.float32)
     piece = np.asarray(waveform, np.float32)[:num_samples]
@@ -257,8 +188,6 @@ def read_audio(path, sample_rate: int | None = None) -> np.ndarray:
     """Decode the first audio stream of ``path`` (wav, mp4, webm, ...) with PyAV -> mono float32
     in [-1, 1] at ``sample_rate`` (default 48 kHz). Raises :class:`helpers.mmv.frontend.AudioError`."""
     import av
-
-    from helpers.mmv import frontend
 
     sample_rate = sample_rate or frontend.SAMPLE_RATE
     path = Path(path)

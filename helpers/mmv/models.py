@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from helpers.mmv.checkpoint import BACKBONES
-from helpers.mmv.clips import space_to_depth
+from helpers.mmv.inputs import space_to_depth
 
 BN_EPS = 1e-5
 #: TSM shifts 1/8 of the channels one frame forward and 1/8 one frame back.

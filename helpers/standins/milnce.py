@@ -28,66 +28,26 @@ where ``hub.load`` looks for a handle in a TF-Hub cache.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from helpers import atomic
-
-#: Bump when the stand-in's layout or graph changes: cached copies of older versions are rebuilt.
-VERSION = 1
-#: Marker file inside the module folder (hub.load and the SavedModel loader ignore it).
-MARKER = "course_standin.json"
+from helpers.hub_format import (  # noqa: F401  (cache_folder_name, read_marker: re-exported)
+    MARKER, cache_folder_name, install_folder, lookup_table, read_marker, word_ids,
+    write_milnce_module)
+from helpers.hub_format import STANDIN_VERSION as VERSION
+from helpers.words import MAX_WORDS, NOT_WORD_RE2, VOCABULARY, tokenize  # noqa: F401  (re-exported)
 
 VIDEO_EMBEDDING_DIM = 512
 MIXED_5C_DIM = 1024
 TEXT_EMBEDDING_DIM = 512
-MAX_WORDS = 16
 WORD_DIM = 300  # as the real model's word2vec-initialised embeddings
 TEXT_HIDDEN = 256  # the real model uses 2048; smaller keeps the stand-in small
 VIDEO_HIDDEN = 32
 
-#: Token pattern, in RE2 syntax for the graph: Python's ``[\w']`` on ``str`` is letters, digits,
-#: underscore and apostrophe (Unicode-aware), i.e. ``[\pL\pN_']``.
-NOT_WORD_RE2 = r"[^\pL\pN_']+"
-
-#: The stand-in's vocabulary (id = line number in the asset file; id 0 is padding, "<pad>",
-#: which the tokeniser can never produce). Enough words for the course's queries and prompts.
-VOCABULARY = ["<pad>"] + sorted(set("""
-a an the of in on at to and with from by for into over under up down left right top bottom
-is are was being its it this that some one two three four five many people person man woman
-men women child children boy girl dog cat horse bird fish baby player players team crowd
-playing play plays playing guitar piano drums violin cello flute music song singing dancing
-dance dancer waterfall water river sea ocean lake beach wave waves rain snow fire smoke sky
-cloud clouds sun moon tree trees forest mountain mountains road street city car cars truck
-bike bicycle motorcycle train boat drifting driving racing riding running walking jumping
-swimming diving climbing skiing skating surfing cooking cutting chopping mixing pouring
-eating drinking talking writing reading painting drawing typing cleaning washing brushing
-teeth hair makeup face hands hand arm arms leg legs head ball basketball football soccer
-tennis golf baseball volleyball boxing punching kicking throwing catching shooting hitting
-push ups pushups pullups squats yoga exercise gym bench press lifting weights knitting
-juggling archery fencing billiards bowling rowing kayaking sailing horse riding skydiving
-red green blue yellow orange purple pink white black grey gray brown dark bright light
-square squares circle circles ball balls stripe stripes striped checkerboard grid dots
-noise pattern shape shapes block blocks line lines colour color colours colors gradient
-moving moves move slowly quickly fast slow bouncing bounce spinning rotating turning
-sliding flashing blinking growing shrinking scrolling falling rising flowing flying
-video clip scene shot close view outdoors indoors inside outside kitchen room house
-""".split()))
-
 NOTE = "stand-in: random weights, not the official MIL-NCE module"
-
-
-def tokenize(sentence: str) -> list[str]:
-    """The tokenisation the stand-in's graph performs, in Python (for tests and explanations)."""
-    import re
-
-    return re.findall(r"[\w']+", sentence.lower())
 
 
 def _weights(seed: int) -> dict[str, np.ndarray]:
@@ -130,25 +90,13 @@ def _video_graph(tf, images, var):
 
 def _text_graph(tf, words, table, var):
     """Tokenise raw sentences in the graph, look words up, max-pool, project to 512."""
-    lowered = tf.strings.lower(words, encoding="utf-8")
-    spaced = tf.strings.regex_replace(lowered, NOT_WORD_RE2, " ")
-    tokens = tf.strings.split(spaced)  # ragged [B, (words)]
-    ids = tf.ragged.map_flat_values(table.lookup, tokens)
-    ids = tf.ragged.boolean_mask(ids, ids >= 0)  # unknown words are dropped
-    ids = ids[:, :MAX_WORDS].to_tensor(default_value=0, shape=[None, MAX_WORDS])
+    ids = word_ids(tf, words, table, MAX_WORDS)
     embedded = tf.gather(var["word_embedding"], ids)  # [B, 16, 300]
     hidden = tf.nn.relu(tf.einsum("bwe,eh->bwh", embedded, var["text_hidden/kernel"])
                         + var["text_hidden/bias"])
     pooled = tf.reduce_max(hidden, axis=1)  # over the 16 positions, padding included
     text_embedding = tf.matmul(pooled, var["text_embedding/kernel"]) + var["text_embedding/bias"]
     return {"text_embedding": tf.identity(text_embedding, name="text_embedding")}
-
-
-def _table(tf, vocab_file):
-    initializer = tf.lookup.TextFileInitializer(
-        vocab_file, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
-        tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER)
-    return tf.lookup.StaticHashTable(initializer, default_value=-1)
 
 
 def _write_vocab(folder: Path) -> Path:
@@ -166,7 +114,7 @@ def _build_tf2(tf, dest: Path, seed: int, scratch: Path) -> None:
             super().__init__(name="mil_nce_standin")
             self.var = {name: tf.Variable(value, name=name.replace("/", "_"), trainable=False)
                         for name, value in weights.items()}
-            self.table = _table(tf, str(vocab_file))
+            self.table = lookup_table(tf, str(vocab_file))
 
         @tf.function(input_signature=[tf.TensorSpec([None, None, None, None, 3], tf.float32,
                                                     name="images")])
@@ -182,54 +130,6 @@ def _build_tf2(tf, dest: Path, seed: int, scratch: Path) -> None:
         "video": module.video.get_concrete_function(),
         "text": module.text.get_concrete_function(),
     })
-
-
-def _build_tf1(tf, dest: Path, seed: int, scratch: Path) -> None:
-    weights = _weights(seed)
-    vocab_file = _write_vocab(scratch)
-    v1 = tf.compat.v1
-    graph = tf.Graph()
-    with graph.as_default():
-        images = v1.placeholder(tf.float32, [None, None, None, None, 3], name="images")
-        words = v1.placeholder(tf.string, [None], name="words")
-        # Variables start at zero and get their values fed in, so the weights live in the
-        # variables/ checkpoint only, not also as constants inside saved_model.pb.
-        var = {name: v1.get_variable(name, shape=value.shape, dtype=tf.float32,
-                                     initializer=v1.zeros_initializer(), trainable=False,
-                                     use_resource=True)
-               for name, value in weights.items()}
-        feeds = {name: v1.placeholder(tf.float32, value.shape) for name, value in weights.items()}
-        assign = [var[name].assign(feeds[name]) for name in weights]
-        vocab_tensor = tf.constant(str(vocab_file), name="vocab_file")
-        v1.add_to_collection(v1.GraphKeys.ASSET_FILEPATHS, vocab_tensor)
-        table = _table(tf, vocab_tensor)
-        video_out = _video_graph(tf, images, var)
-        text_out = _text_graph(tf, words, table, var)
-        info = v1.saved_model.utils.build_tensor_info
-        build = v1.saved_model.signature_def_utils.build_signature_def
-        signatures = {
-            "video": build(inputs={"images": info(images)},
-                           outputs={k: info(v) for k, v in video_out.items()}),
-            "text": build(inputs={"words": info(words)},
-                          outputs={k: info(v) for k, v in text_out.items()}),
-        }
-        init_tables = v1.tables_initializer(name="init_tables")
-        with v1.Session(graph=graph) as session:
-            session.run([v1.global_variables_initializer(), init_tables])
-            session.run(assign, {feeds[name]: value for name, value in weights.items()})
-            assets = v1.get_collection(v1.GraphKeys.ASSET_FILEPATHS)
-            builder = v1.saved_model.Builder(str(dest))
-            # TF1 Hub format: the default graph variant has empty tags; "train" is the other one.
-            builder.add_meta_graph_and_variables(session, tags=[], signature_def_map=signatures,
-                                                 assets_collection=assets, main_op=init_tables,
-                                                 strip_default_attrs=True)
-            # (The main op is already in the graph's collection, which this variant shares.)
-            builder.add_meta_graph(tags=["train"], signature_def_map=signatures,
-                                   assets_collection=assets, strip_default_attrs=True)
-            builder.save()
-    # hub.load treats a SavedModel with this file as TF1 Hub format and loads the empty tags.
-    # Its content is a ModuleDef proto {format: FORMAT_V3} (field 1, varint 1).
-    (dest / "tfhub_module.pb").write_bytes(b"\x08\x01")
 
 
 def build_module(dest_dir, tf1_style: bool = False, seed: int = 0) -> Path:
@@ -252,7 +152,10 @@ def build_module(dest_dir, tf1_style: bool = False, seed: int = 0) -> Path:
     try:
         with tempfile.TemporaryDirectory(prefix="milnce-standin-") as scratch:
             if tf1_style:
-                _build_tf1(tf, dest, seed, Path(scratch))
+                write_milnce_module(tf, dest, {}, _weights(seed), VOCABULARY,
+                                    lambda tf, images, words, var, table, train: (
+                                        _video_graph(tf, images, var),
+                                        _text_graph(tf, words, table, var)))
             else:
                 _build_tf2(tf, dest, seed, Path(scratch))
     finally:
@@ -263,58 +166,14 @@ def build_module(dest_dir, tf1_style: bool = False, seed: int = 0) -> Path:
     return dest
 
 
-def cache_folder_name(handle: str) -> str:
-    """The folder name tensorflow_hub gives ``handle`` in its cache: ``sha1(handle)``."""
-    return hashlib.sha1(handle.encode("utf8")).hexdigest()
-
-
-def read_marker(module_dir) -> dict | None:
-    """The stand-in marker of a module folder, or None (a real module, or nothing there)."""
-    path = Path(module_dir) / MARKER
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def ensure_in_cache(cache_dir, handle: str, tf1_style: bool = True, seed: int = 0) -> Path:
-    """Make sure ``<cache_dir>/sha1(handle)`` holds the current stand-in; return that folder.
-
-    Built in a temporary folder beside it and renamed into place, so a concurrent or
-    interrupted build never leaves half a module where ``hub.load`` would use it. An older
-    stand-in version is replaced; a folder that is not a stand-in (a real module) is refused.
-    """
-    cache_dir = Path(cache_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    target = cache_dir / cache_folder_name(handle)
-    # One build at a time; the others wait and reuse it. Not "<sha1>.lock": that name is
-    # tensorflow_hub's own download lock, which hub.load would wait on for 20 minutes.
-    with atomic.locked(cache_dir / f".standin-{target.name}"):
+    """Make sure ``<cache_dir>/sha1(handle)`` holds the current stand-in; return that folder
+    (see :func:`helpers.hub_format.install_folder`: atomic, locked, a real module refused)."""
+    def is_current(target):
         marker = read_marker(target)
-        if marker and marker.get("version") == VERSION and marker.get("seed") == seed \
-                and marker.get("tf1_style") == tf1_style:
-            return target
-        if target.exists() and any(target.iterdir()) and marker is None:
-            raise FileExistsError(f"{target} holds a module that is not the course's stand-in; "
-                                  f"refusing to overwrite it (is this a real TF-Hub cache?)")
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=cache_dir))
-        try:
-            build_module(tmp / "module", tf1_style=tf1_style, seed=seed)
-            old = None
-            if target.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".old-{target.name}-", dir=cache_dir))
-                try:
-                    os.replace(target, old / "module")
-                except FileNotFoundError:  # another process moved the outdated one first
-                    pass
-            try:
-                os.rename(tmp / "module", target)
-            except OSError:
-                # Another process put a module there first: use theirs if it is current.
-                if read_marker(target) is None:
-                    raise
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+        return bool(marker and marker.get("version") == VERSION and marker.get("seed") == seed
+                    and marker.get("tf1_style") == tf1_style)
+
+    return install_folder(Path(cache_dir) / cache_folder_name(handle),
+                          lambda dest: build_module(dest, tf1_style=tf1_style, seed=seed),
+                          is_current, lambda target: read_marker(target) is not None)

@@ -30,12 +30,14 @@ from __future__ import annotations
 
 import io
 import pickle
+import sys
 import zlib
 from pathlib import Path
 
 import numpy as np
 
 from helpers import atomic, config
+from helpers.hub_format import cache_folder_name, install_folder
 from helpers.mmv.checkpoint import BACKBONES, TreeEntry, check_parts, expected_tree, official_tree
 
 RULE = "mmv-kat-v1"
@@ -185,6 +187,14 @@ def write_checkpoint(tree: dict, path, **kwargs) -> Path:
     return atomic.write_bytes(path, checkpoint_bytes(tree, **kwargs))
 
 
+def tiny_checkpoint_path(backbone: str, seed: int = DEFAULT_SEED, full: bool = False) -> Path:
+    """Where :func:`tiny_checkpoint` keeps its file (computed only: creates nothing)."""
+    if backbone not in BACKBONES:
+        raise ValueError(f"unknown MMV backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
+    name = f"mmv_{backbone}.full.pkl" if full else f"mmv_{backbone}.pkl"
+    return config.cache_root() / "tiny" / "mmv" / f"{RULE}-seed{seed}" / name
+
+
 def tiny_checkpoint(backbone: str, seed: int = DEFAULT_SEED, full: bool = False) -> Path:
     """Path of the tiny-mode stand-in for ``backbone`` (generated once, then cached).
 
@@ -193,11 +203,9 @@ def tiny_checkpoint(backbone: str, seed: int = DEFAULT_SEED, full: bool = False)
     ``full``: every array of the official file (audio and text towers too, about 230 MB more:
     ``mmv_<backbone>.full.pkl``) instead of the video part only.
     """
-    if backbone not in BACKBONES:
-        raise ValueError(f"unknown MMV backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
-    name = f"mmv_{backbone}.full.pkl" if full else f"mmv_{backbone}.pkl"
-    path = config.cache_dir("tiny", "mmv", f"{RULE}-seed{seed}") / name
+    path = tiny_checkpoint_path(backbone, seed, full)
     if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
         with atomic.locked(path):
             if not path.exists():  # another process may have written it while we waited
                 tree = make_checkpoint(backbone, seed, parts="full" if full else ("video",))
@@ -207,5 +215,26 @@ def tiny_checkpoint(backbone: str, seed: int = DEFAULT_SEED, full: bool = False)
     return path
 
 
+def tfhub_module(cache_dir, handle: str, backbone: str, seed: int = DEFAULT_SEED) -> Path:
+    """The TF-Hub MMV stand-in: the course's export (:mod:`helpers.mmv.export`) of the full
+    tiny checkpoint, installed once at ``<cache_dir>/sha1(handle)``, where ``hub.load(handle)``
+    looks (:func:`helpers.hub_format.install_folder`: atomic, locked, a real module refused)."""
+    from helpers.mmv import export
+
+    def is_current(target):
+        marker = export.read_marker(target)
+        return bool(marker and marker.get("version") == export.VERSION and marker.get("standin"))
+
+    def build(dest):
+        checkpoint = tiny_checkpoint(backbone, seed, full=True)
+        print(f"Building the tiny stand-in for {handle} (once) ...", file=sys.stderr, flush=True)
+        export.build_savedmodel(backbone, checkpoint, dest,
+                                marker={"standin": f"rule {RULE}, seed {seed}"})
+
+    return install_folder(Path(cache_dir) / cache_folder_name(handle), build, is_current,
+                          lambda target: export.read_marker(target) is not None)
+
+
 __all__ = ["RULE", "DEFAULT_SEED", "TreeEntry", "rule_array", "make_tree", "make_checkpoint",
-           "checkpoint_bytes", "write_checkpoint", "tiny_checkpoint"]
+           "checkpoint_bytes", "write_checkpoint", "tiny_checkpoint", "tiny_checkpoint_path",
+           "tfhub_module"]

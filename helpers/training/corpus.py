@@ -22,9 +22,10 @@ module's ``video`` signature does in its graph). Everything is deterministic fro
 from __future__ import annotations
 
 import dataclasses
-import re
 
 import numpy as np
+
+from helpers.words import tokenize  # noqa: F401  (re-exported)
 
 #: Colour names and their nominal RGB (each rendering shifts the shade a little).
 COLOURS = {
@@ -435,11 +436,6 @@ def heldout_set(seed: int, repeats: int = 1, model_frames: int = 8, size: int = 
 # --------------------------------------------------------------------------------------------
 # Words
 # --------------------------------------------------------------------------------------------
-
-def tokenize(sentence: str) -> list[str]:
-    """Lowercase; words are runs of ``[\\w']`` (the tokenisation of MIL-NCE's text tower)."""
-    return re.findall(r"[\w']+", sentence.lower())
-
 
 def corpus_words() -> set[str]:
     """Every word the corpus can say (narrations, fillers, captions) plus the new motion."""

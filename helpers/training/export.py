@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers.hub_format import word_ids, write_milnce_module
 from helpers.training.settings import ModelConfig, same_padding
 
 #: Marker written next to the module: which run it came from.
@@ -127,13 +128,7 @@ def video_graph(tf, images, var, cfg: ModelConfig, train: bool):
 
 
 def text_graph(tf, words, table, var, cfg: ModelConfig):
-    from helpers.standins.milnce import NOT_WORD_RE2
-
-    lowered = tf.strings.lower(words, encoding="utf-8")
-    tokens = tf.strings.split(tf.strings.regex_replace(lowered, NOT_WORD_RE2, " "))
-    ids = tf.ragged.map_flat_values(table.lookup, tokens)
-    ids = tf.ragged.boolean_mask(ids, ids >= 0)  # unknown words are dropped
-    ids = ids[:, :cfg.max_words].to_tensor(default_value=0, shape=[None, cfg.max_words])
+    ids = word_ids(tf, words, table, cfg.max_words)
     embedded = tf.gather(var["text/word_embedding"], ids)
     hidden = tf.nn.relu(tf.einsum("bwe,eh->bwh", embedded, var["text/hidden/w"])
                         + var["text/hidden/b"])
@@ -143,82 +138,21 @@ def text_graph(tf, words, table, var, cfg: ModelConfig):
     return {"text_embedding": tf.identity(embedding, name="text_embedding")}
 
 
-def _build_graph(tf, trainable, stats, vocab_file, cfg, train: bool):
-    """One graph variant: placeholders, variables (zero-initialised; values fed in), the two
-    signatures and the table initialiser."""
-    from helpers.standins.milnce import _table
-
-    v1 = tf.compat.v1
-    graph = tf.Graph()
-    with graph.as_default():
-        images = v1.placeholder(tf.float32, [None, None, None, None, 3], name="images")
-        words = v1.placeholder(tf.string, [None], name="words")
-        var, feeds = {}, {}
-        for names, is_trainable in ((trainable, True), (stats, False)):
-            for name, value in names.items():
-                var[name] = v1.get_variable(name, shape=value.shape, dtype=tf.float32,
-                                            initializer=v1.zeros_initializer(),
-                                            trainable=is_trainable, use_resource=True)
-                feeds[name] = v1.placeholder(tf.float32, value.shape)
-        assign = [var[name].assign(feeds[name]) for name in feeds]
-        vocab_tensor = tf.constant(str(vocab_file), name="vocab_file")
-        v1.add_to_collection(v1.GraphKeys.ASSET_FILEPATHS, vocab_tensor)
-        table = _table(tf, vocab_tensor)
-        video_out = video_graph(tf, images, var, cfg, train)
-        text_out = text_graph(tf, words, table, var, cfg)
-        info = v1.saved_model.utils.build_tensor_info
-        build = v1.saved_model.signature_def_utils.build_signature_def
-        signatures = {
-            "video": build(inputs={"images": info(images)},
-                           outputs={k: info(v) for k, v in video_out.items()}),
-            "text": build(inputs={"words": info(words)},
-                          outputs={k: info(v) for k, v in text_out.items()}),
-        }
-        init_tables = v1.tables_initializer(name="init_tables")
-    return graph, signatures, init_tables, assign, feeds
-
-
 def export_module(run, dest_dir) -> Path:
     """Write ``run`` (a :class:`helpers.training.train.Run`) as a TF1 Hub module into
     ``dest_dir`` (created; must be empty or absent). Returns ``dest_dir``."""
-    from helpers.milnce import import_tensorflow
+    from helpers.gpu import import_tensorflow
 
     tf = import_tensorflow()
-    v1 = tf.compat.v1
     dest = Path(dest_dir)
     if dest.exists() and any(dest.iterdir()):
         raise FileExistsError(f"{dest} is not empty; export into a new folder")
     cfg = run.config.model
     trainable, stats = weights_for_export(run)
-    values = {**trainable, **stats}
-    logger = tf.get_logger()
-    level = logger.level
-    logger.setLevel("ERROR")  # the TF1 builder's deprecation notices: TF1 format on purpose
-    try:
-        with tempfile.TemporaryDirectory(prefix="milnce-export-") as scratch:
-            vocab_file = Path(scratch) / "vocab.txt"
-            vocab_file.write_text("\n".join(run.vocab) + "\n", encoding="utf-8")
-            builder = v1.saved_model.Builder(str(dest))
-            graph, signatures, init_tables, assign, feeds = _build_graph(
-                tf, trainable, stats, vocab_file, cfg, train=False)
-            with graph.as_default(), v1.Session(graph=graph) as session:
-                session.run([v1.global_variables_initializer(), init_tables])
-                session.run(assign, {feeds[name]: values[name] for name in feeds})
-                builder.add_meta_graph_and_variables(
-                    session, tags=[], signature_def_map=signatures,
-                    assets_collection=v1.get_collection(v1.GraphKeys.ASSET_FILEPATHS),
-                    main_op=init_tables, strip_default_attrs=True)
-            graph, signatures, init_tables, _, _ = _build_graph(
-                tf, trainable, stats, vocab_file, cfg, train=True)
-            with graph.as_default():
-                builder.add_meta_graph(
-                    tags=["train"], signature_def_map=signatures,
-                    assets_collection=v1.get_collection(v1.GraphKeys.ASSET_FILEPATHS),
-                    main_op=init_tables, strip_default_attrs=True)
-            builder.save()
-    finally:
-        logger.setLevel(level)
-    (dest / "tfhub_module.pb").write_bytes(b"\x08\x01")  # ModuleDef {format: FORMAT_V3}
+    write_milnce_module(tf, dest, trainable, stats, run.vocab,
+                        lambda tf, images, words, var, table, train: (
+                            video_graph(tf, images, var, cfg, train),
+                            text_graph(tf, words, table, var, cfg)))
     marker = {"loss": run.loss, "seed": run.seed, "steps": run.config.steps,
               "test": run.report.get("test"), "chance_r1": run.report.get("chance_r1"),
               "note": "a small model trained here on generated clips, not MIL-NCE"}

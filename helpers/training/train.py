@@ -18,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers import words as words_lib
 from helpers.training import corpus as corpus_lib
 from helpers.training.settings import ModelConfig
+from helpers.words import VOCABULARY
 
 #: Bump when anything that changes a trained model changes (corpus, model, loss, loop):
 #: cached trained stand-ins of other versions are retrained.
@@ -57,23 +59,15 @@ class TrainConfig:
 
 
 def vocabulary() -> list[str]:
-    """The model's words: the corpus's words plus the tiny stand-in's query words (so the
-    course's prompts tokenise); id 0 is ``<pad>``, which no sentence can produce."""
-    from helpers.standins.milnce import VOCABULARY
-
+    """The model's words: the corpus's words plus the course's query words
+    (:data:`helpers.words.VOCABULARY`, so the course's prompts tokenise); id 0 is ``<pad>``,
+    which no sentence can produce."""
     words = set(VOCABULARY[1:]) | corpus_lib.corpus_words()
     return ["<pad>"] + sorted(words)
 
 
-def encode(sentences, vocab: list[str], max_words: int = 16) -> np.ndarray:
-    """Sentences -> int32 ids ``[N, max_words]``: tokenised like the graph (unknown words
-    dropped, at most ``max_words`` kept, zero-padded)."""
-    index = {word: i for i, word in enumerate(vocab)}
-    out = np.zeros((len(sentences), max_words), np.int32)
-    for row, sentence in enumerate(sentences):
-        ids = [index[w] for w in corpus_lib.tokenize(sentence) if w in index][:max_words]
-        out[row, :len(ids)] = ids
-    return out
+#: Sentences -> int32 ids ``[N, max_words]``, tokenised like the graph.
+encode = words_lib.encode
 
 
 @dataclasses.dataclass
