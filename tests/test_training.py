@@ -352,8 +352,13 @@ def test_tiny_mode_loads_the_trained_standin(trained):
     assert marker["trained"] is True and marker["trained_key"] == standin.run_key()
     assert "not MIL-NCE" in marker["note"]
     assert "trained here on generated clips, not MIL-NCE" in config.standin_label()
-    # Its own held-out figure is recorded next to it (measured when it was trained).
-    assert marker["test"]["text_to_video"]["R@1"] >= 5 * marker["chance_r1"]
+    # Its own held-out figures are recorded next to it (measured when it was trained). Not R@1:
+    # it counts 4-6 hits of 90 clips, and training's float sums differ with the thread count,
+    # so the same seed gave 6.7 % on 2 cores and 4.4 % pinned to one. The median rank and R@10
+    # rest on every clip: 14.5 / 41 % on 2 cores, 13.5 / 40 % on one; random ranks give
+    # (N + 1) / 2 = 45.5 and 10 / N = 11 %.
+    t2v, n = marker["test"]["text_to_video"], round(100 / marker["chance_r1"])
+    assert t2v["MedR"] <= (n + 1) / 2 / 2 and t2v["R@10"] >= 3 * 100 * 10 / n, t2v
 
 
 def test_trained_standin_retrieves_clips_drawn_by_other_code(trained):
