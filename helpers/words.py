@@ -51,7 +51,14 @@ def tokenize(sentence: str) -> list[str]:
 
 def sentence_list(sentences) -> list:
     """A string (one sentence) or a sequence of strings -> a list; ``TypeError`` names the first
-    item that is neither ``str`` nor ``bytes``."""
+    item that is neither ``str`` nor ``bytes``. A dict or a set is refused (their keys or their
+    order would be embedded silently), and so is an array of more than one axis."""
+    if isinstance(sentences, (dict, set, frozenset)) or (
+            hasattr(sentences, "keys") and not isinstance(sentences, (str, bytes))):
+        raise TypeError(f"sentences is a {type(sentences).__name__}; pass a list of strings "
+                        "(e.g. list(d.values()) for a dict of captions)")
+    if isinstance(sentences, np.ndarray) and sentences.ndim > 1:
+        raise ValueError(f"sentences has shape {sentences.shape}; pass a flat list of strings")
     sentences = [sentences] if isinstance(sentences, (str, bytes)) else list(sentences)
     for index, sentence in enumerate(sentences):
         if not isinstance(sentence, (str, bytes)):

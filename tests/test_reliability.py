@@ -139,6 +139,18 @@ def test_embed_texts_validates_its_arguments():
     assert milnce.embed_texts(model, ("a dog", "a cat")).shape == (2, 512)
 
 
+def test_every_text_tower_refuses_a_dict_or_set_of_sentences():
+    # One check (helpers.words.sentence_list) for MIL-NCE, MMV's text signature and the tokeniser.
+    from helpers import words
+
+    for bad, error in (({"a dog": 1}, TypeError), ({"a dog"}, TypeError),
+                       (np.array([["a", "b"]]), ValueError), (["a", 3], TypeError)):
+        with pytest.raises(error):
+            words.sentence_list(bad)
+    assert words.sentence_list("a dog") == ["a dog"]
+    assert words.sentence_list(np.array(["a", "b"])) == ["a", "b"]
+
+
 @pytest.fixture(scope="module")
 def s3d_tree():
     return mmv_standin.make_checkpoint("s3d")

@@ -435,15 +435,9 @@ def embed_texts(model, sentences, batch_size: int = 256) -> np.ndarray:
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
             or batch_size < 1:
         raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
-    if isinstance(sentences, (dict, set, frozenset)) or (
-            hasattr(sentences, "keys") and not isinstance(sentences, (str, bytes))):
-        raise TypeError(f"sentences is a {type(sentences).__name__}; pass a list of strings "
-                        "(e.g. list(d.values()) for a dict of captions)")
-    if isinstance(sentences, np.ndarray) and sentences.ndim > 1:
-        raise ValueError(f"sentences has shape {sentences.shape}; pass a flat list of strings")
+    sentences = sentence_list(sentences)
     tf = import_tensorflow()
     signature = _signature(model, TEXT_SIGNATURE)
-    sentences = sentence_list(sentences)
     parts = []
     for start in range(0, len(sentences), batch_size):
         words = tf.constant(sentences[start:start + batch_size], dtype=tf.string)
