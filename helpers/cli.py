@@ -262,8 +262,10 @@ def run(main: Callable[[], int], *, check_cache: bool = True, also: tuple = (),
             message = one_line(err)
             if (isinstance(err, OSError) and err.filename is None and err.errno in _WRITE_ERRNOS
                     and not is_course_error(err)):
+                from helpers import config
+
                 message += " (while writing " + ", ".join(
-                    [*outputs, f"or the cache {_cache_root_text()}"]) + ")"
+                    [*outputs, f"or the cache {config.cache_root()}"]) + ")"
             print(f"error: {message}", file=sys.stderr)
             return EXIT_DOWNLOAD_FAILED if _is_download_error(err) else EXIT_BAD_INPUT
         raise
@@ -272,12 +274,6 @@ def run(main: Callable[[], int], *, check_cache: bool = True, also: tuple = (),
 #: Errors of a write that the OS reports without a file name (a full disk, a quota, a file
 #: too large, a file system gone read-only or failing).
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO}
-
-
-def _cache_root_text() -> str:
-    from helpers import config
-
-    return str(config.cache_root())
 
 
 def _is_download_error(err: BaseException) -> bool:

@@ -248,11 +248,13 @@ TEST_CACHE = ROOT / "build" / "test-cache"
 def reuse_trained_standins(cache: Path, source: Path = TEST_CACHE) -> list[str]:
     """Copy the trained MIL-NCE stand-in runs of ``source`` into the fresh ``cache``; their keys.
 
-    A run folder (``tiny/trained_milnce/<key>``) is named by a hash of everything that changes
-    it (code versions, seed, settings, vocabulary) and holds only numpy weights, a vocabulary
-    and a report, so a run trained by `dev.py test` on the pinned stack is the one this stack
-    would train. Reusing it saves the minute of training per check that .ci/run's budget cannot
-    spare; the export to a TF-Hub module and everything after it still run here. Folders that
+    A run folder (``tiny/trained_milnce/<key>``) is named by a hash of everything the course
+    controls that changes it (code versions, seed, settings, vocabulary) and holds only numpy
+    weights, a vocabulary and a report, so any stack can load it. It is not bit for bit what
+    this stack would train (float sums follow the thread count and the libraries), but what
+    the checks here test is the notebooks on this stack, not the training. Reusing it saves the
+    minute of training per check that .ci/run's budget cannot spare; the export to a TF-Hub
+    module and everything after it still run here. Folders that
     are not complete runs (no report.json: a training that was interrupted) are not copied.
     """
     runs = source / "tiny" / "trained_milnce"

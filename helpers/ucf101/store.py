@@ -66,6 +66,10 @@ class StoreError(RuntimeError):
     """The frame store (or one container in it) is missing, damaged or made differently."""
 
 
+#: What a reader of a damaged container tells the user to do.
+REDO_ADVICE = "; delete it and run prepare again"
+
+
 class VideoEncodeError(RuntimeError):
     """ffmpeg could not re-encode one video; ``path`` and ``cause`` say which and why."""
 
@@ -295,7 +299,7 @@ class StoredVideo:
         if count == 0 or np.any(np.diff(self.offsets) <= 0) or self.offsets[0] != 0 \
                 or self._data_start + self.offsets[-1] != self.file_size:
             raise StoreError(f"{self.path}: damaged container (offsets do not match the file "
-                             f"size {self.file_size}); delete it and run prepare again")
+                             f"size {self.file_size}){REDO_ADVICE}")
         self.num_frames = int(count)
         self.height = int(height)
         self.width = int(width)
@@ -455,11 +459,14 @@ class FrameStore:
         return known
 
     def damaged(self, name: str) -> str | None:
-        """Why the container of ``name`` cannot be used (truncated, bad offsets), or ``None``."""
+        """Why the container of ``name`` cannot be used (truncated, bad offsets), or ``None``.
+
+        Without the reader's advice to run prepare again: prepare, the caller, re-encodes it.
+        """
         try:
             StoredVideo(self.path_for(name), name, self.decoder)
         except (StoreError, OSError) as err:
-            return str(err)
+            return str(err).removesuffix(REDO_ADVICE)
         return None
 
     def describe(self) -> str:
@@ -552,8 +559,6 @@ def prepare_store(sources, store_dir: str | os.PathLike, *, params: EncodeParams
         # interrupted outside the course) is re-encoded.
         problem = store.damaged(name) if name in store else "absent"
         if problem != "absent" and problem is not None:
-            # (The reader's own advice, to delete it and run prepare, is what happens here.)
-            problem = problem.removesuffix("; delete it and run prepare again")
             print(f"warning: {problem}; re-encoding it", file=sys.stderr)
         if problem is not None:
             todo[name] = Path(path)
