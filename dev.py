@@ -7,7 +7,8 @@
     python3.11 dev.py test-browser    # every notebook run in JupyterLab in headless Chromium (tiny)
     python3.11 dev.py sync-notebooks  # rewrite each notebook's Colab badge and install cell from helpers/_project.py
     python3.11 dev.py test-colab      # run every notebook (tiny) on Colab's Python 3.13 package set
-                                      # (or only the notebooks named after it)
+                                      # (or only the notebooks named after it;
+                                      # --prepare: only build that environment)
     python3.11 dev.py release X.Y.Z   # bump the version, regenerate the cells, commit, tag vX.Y.Z
 
 The environment is rebuilt when requirements.txt or pyproject.toml change (a hash stamp in .venv).

@@ -297,10 +297,17 @@ def run_notebooks(timeout: int, names: list[str]) -> int:
 
 def main(names: list[str] = (), timeout: int = 300) -> int:
     """Build or reuse the venv, install the course as the cell does, run the notebooks (all, or
-    ``names``); 0 when everything passed."""
+    ``names``); 0 when everything passed. ``--prepare`` among ``names``: only build the venv
+    (.ci/run does that while the first install of `dev.py test` runs, both mostly one core)."""
+    names = list(names)
+    prepare_only = "--prepare" in names
+    names = [n for n in names if n != "--prepare"]
     try:
         python = find_python()
         ensure_base_env(python)
+        if prepare_only:
+            say("Colab's venv is ready (--prepare: nothing else done).")
+            return 0
         pins = read_pins(FREEZE.read_text())
         kernel = {n: pins[n][1] for n in ("ipython", "ipykernel", "ipywidgets") if n in pins}
         say(f"Colab's set from {FREEZE.name}: Python {PYTHON}, "
