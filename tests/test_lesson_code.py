@@ -177,3 +177,38 @@ def test_notebook_04_probe_equals_helpers_probe():
     classifier = probe.fit(train, train_labels, solver="sklearn")
     # The same liblinear problem, solved with the same seed: scores agree to float64 rounding.
     np.testing.assert_allclose(scores, probe.window_scores(classifier, test, classes), atol=1e-8)
+
+
+# ------------------------------------------------------------------------------ 05: text tower, FAC
+
+
+def _prefixed(tree, prefix):
+    return {prefix + module: {n: np.asarray(a) for n, a in arrays.items()}
+            for module, arrays in tree.items()}
+
+
+def test_notebook_05_text_tower_and_fac_projection_equal_helpers_mmv():
+    hk = pytest.importorskip("haiku")
+    import jax
+
+    from helpers.mmv import models, towers
+
+    lesson = lesson_namespace("05_mmv_audio_and_text.ipynb", np=np)
+    rng = np.random.default_rng(7)
+    # The text tower on a small vocabulary, sentences of another length than the notebook's.
+    ids = rng.integers(0, 40, size=(5, 9)).astype(np.int32)
+    text = towers.transformed(vocab_size=40)
+    params, state = text.init(jax.random.PRNGKey(0), word_ids=ids)
+    params = jax.tree_util.tree_map(lambda a: rng.normal(size=a.shape).astype(a.dtype) * 0.3, params)
+    want = text.apply(params, state, word_ids=ids)[0]["text"]["vat"]
+    _close(lesson["text_tower"](jax.tree_util.tree_map(np.asarray, params), ids), want)
+    # FAC's vis_embd head, on va with negative entries (the ReLU must act) and real-like BN stats.
+    va = rng.normal(size=(4, 512)).astype(np.float32)
+    head = hk.without_apply_rng(hk.transform_with_state(
+        lambda v: models._VideoToTextHead(name="vis_embd")(v)))
+    params, state = head.init(jax.random.PRNGKey(0), va)
+    params = jax.tree_util.tree_map(lambda a: rng.normal(size=a.shape).astype(a.dtype) * 0.1, params)
+    state = _random_state(state, rng)
+    want = head.apply(params, state, va)[0]
+    prefix = lesson["HEADS"]
+    _close(lesson["fac_projection"](_prefixed(params, prefix), _prefixed(state, prefix), va), want)

@@ -186,3 +186,23 @@ def test_tsm_export_reproduces_the_jax_video(tmp_path):
     assert out["before_head"].shape == (1, 2048)
     _close("before_head", out["before_head"], ref["vid_repr"])
     _close("vat", out["vat"], ref["vat"])
+
+
+def test_compare_outputs_tells_rounding_from_a_different_function():
+    from helpers.mmv import commands
+
+    rng = np.random.default_rng(0)
+    jax_out = {"vid_repr": rng.normal(size=(3, 1024)).astype(np.float32),
+               "va": rng.normal(size=(3, 512)).astype(np.float32),
+               "vat": rng.normal(size=(3, 256)).astype(np.float32)}
+    rounded = {"before_head": jax_out["vid_repr"] * (1 + 1e-6), "va": jax_out["va"] + 1e-6,
+               "vat": jax_out["vat"]}
+    same = commands.compare_outputs(rounded, jax_out)
+    assert same["match"] and all(same[k]["match"] for k in ("before_head", "va", "vat"))
+    assert "compute the same function" in commands.format_comparison(same)
+    other = dict(rounded, va=jax_out["va"][::-1])  # the same values for other clips
+    differ = commands.compare_outputs(other, jax_out)
+    assert not differ["match"] and not differ["va"]["match"] and differ["vat"]["match"]
+    assert "MISMATCH" in commands.format_comparison(differ)
+    with pytest.raises(ValueError, match="not the same clips"):
+        commands.compare_outputs(dict(rounded, vat=jax_out["vat"][:2]), jax_out)

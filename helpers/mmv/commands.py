@@ -52,18 +52,28 @@ def compare_releases(backbone: str, clips, module=None, encoder=None) -> dict:
     """The TF-Hub module's ``video`` outputs vs the JAX checkpoint's on the same clips.
 
     Both are DeepMind's releases of the same trained weights, so they should agree up to float32
-    rounding. Returns ``{output: {"max_abs": ..., "relative": ..., "match": bool}}`` for
-    ``before_head`` (vs ``vid_repr``), ``va``, ``vat``, plus ``"match"`` overall; ``relative`` is
-    ``max|tfhub - jax| / max(1, max|jax|)``, a match is ``relative <= MATCH_TOLERANCE``.
+    rounding. Runs both on ``clips`` and returns :func:`compare_outputs` of the two.
     """
     from helpers.mmv import hub
 
     module = module if module is not None else hub.load(backbone)
     encoder = encoder if encoder is not None else load_model(backbone)
-    tfhub = hub.embed_videos(module, clips)
-    jax_out = encoder(clips)
+    return compare_outputs(hub.embed_videos(module, clips), encoder(clips))
+
+
+def compare_outputs(tfhub: dict, jax_out: dict) -> dict:
+    """Compare the TF-Hub ``video`` outputs ``tfhub`` with the JAX model's ``jax_out`` on the
+    same clips (for a notebook that has both already).
+
+    Returns ``{output: {"max_abs": ..., "relative": ..., "match": bool}}`` for ``before_head``
+    (vs ``vid_repr``), ``va``, ``vat``, plus ``"match"`` overall; ``relative`` is
+    ``max|tfhub - jax| / max(1, max|jax|)``, a match is ``relative <= MATCH_TOLERANCE``.
+    """
     report = {}
     for hub_key, jax_key in (("before_head", "vid_repr"), ("va", "va"), ("vat", "vat")):
+        if np.shape(tfhub[hub_key]) != np.shape(jax_out[jax_key]):
+            raise ValueError(f"TF-Hub {hub_key} has shape {np.shape(tfhub[hub_key])}, JAX "
+                             f"{jax_key} {np.shape(jax_out[jax_key])}: not the same clips")
         diff = float(np.abs(tfhub[hub_key] - jax_out[jax_key]).max())
         relative = diff / max(1.0, float(np.abs(jax_out[jax_key]).max()))
         report[hub_key] = {"max_abs": diff, "relative": relative,

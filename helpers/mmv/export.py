@@ -187,7 +187,14 @@ def build_savedmodel(backbone: str, checkpoint, out_dir, *, marker: dict | None 
                 "text": text.get_concrete_function()}
     with tempfile.TemporaryDirectory(prefix=".export-", dir=out.parent if out.parent.exists() else None) as tmp:
         staging = Path(tmp) / "module"
-        tf.saved_model.save(module, str(staging), signatures=concrete)
+        # tf.saved_model.save logs "Assets written to: <temporary folder>" at INFO; a notebook
+        # that builds the stand-in would show that line (and the cache folder's hash).
+        logger, level = tf.get_logger(), tf.get_logger().level
+        logger.setLevel("ERROR")
+        try:
+            tf.saved_model.save(module, str(staging), signatures=concrete)
+        finally:
+            logger.setLevel(level)
         info = {"backbone": backbone, "version": VERSION, "checkpoint": source,
                 "vocabulary_words": len(vocab) - 1, "note": NOTE, **(marker or {})}
         (staging / MARKER).write_text(json.dumps(info, indent=1) + "\n")
