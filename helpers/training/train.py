@@ -32,7 +32,7 @@ VERSION = 1
 class TrainConfig:
     """Everything a training run depends on besides the loss and the seed."""
 
-    steps: int = 300
+    steps: int = 400               # every seed 0-4 reaches >= 5x chance t2v R@1 (300 did not)
     batch_size: int = 32
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
