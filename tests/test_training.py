@@ -381,7 +381,7 @@ def test_trained_standin_retrieves_clips_drawn_by_other_code(trained):
 def _lesson_namespace(marker):
     import nbformat
 
-    nb = nbformat.read(ROOT / "drafts" / "06_train_milnce.ipynb", as_version=4)
+    nb = nbformat.read(ROOT / "notebooks" / "06_train_milnce.ipynb", as_version=4)
     sources = [c.source for c in nb.cells if c.cell_type == "code"
                and c.source.startswith(f"# lesson: {marker}")]
     assert sources, f"notebook 06 has no '# lesson: {marker}' cell"
