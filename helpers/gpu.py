@@ -37,6 +37,10 @@ STARTUP_NOISE = (
     "Unable to register cuFFT factory",
     "Unable to register cuBLAS factory",
     "computation placer already registered",
+    # TF 2.20 (Colab's) logs the first XLA compile of a jit-compiled function, such as the MMV
+    # TF-Hub stand-in's signatures, as INFO whatever the level (2.21 does not).
+    "Compiled cluster using XLA!",
+    "MLIR V1 optimization pass is not enabled",
 )
 
 

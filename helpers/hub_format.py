@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from helpers import atomic
+from helpers import atomic, gpu
 
 #: Marker file inside a MIL-NCE stand-in folder (hub.load and the SavedModel loader ignore it).
 MARKER = "course_standin.json"
@@ -140,7 +140,8 @@ def write_milnce_module(tf, dest, trainable: dict, fixed: dict, vocab, towers) -
                         continue
                     feeds = {name: v1.placeholder(tf.float32, value.shape)
                              for name, value in values.items()}
-                    with v1.Session(graph=graph) as session:
+                    # The first session run logs an MLIR INFO line under TF 2.20 (Colab's).
+                    with gpu.quiet_startup(), v1.Session(graph=graph) as session:
                         session.run([v1.global_variables_initializer(), init_tables])
                         session.run([var[name].assign(feeds[name]) for name in feeds],
                                     {feeds[name]: values[name] for name in feeds})

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers import hub_format
+from helpers import gpu, hub_format
 from helpers.mmv import frontend
 
 MARKER = "course_export.json"
@@ -183,8 +183,9 @@ def build_savedmodel(backbone: str, checkpoint, out_dir, *, marker: dict | None 
 
     # Only the three concrete functions are saved (as signatures); attaching the tf.functions
     # to the module as well would make tf.saved_model.save trace and convert each one again.
-    concrete = {"video": video.get_concrete_function(), "audio": audio.get_concrete_function(),
-                "text": text.get_concrete_function()}
+    with gpu.quiet_startup():  # tracing logs an MLIR INFO line under TF 2.20, whatever the level
+        concrete = {"video": video.get_concrete_function(), "audio": audio.get_concrete_function(),
+                    "text": text.get_concrete_function()}
     with tempfile.TemporaryDirectory(prefix=".export-", dir=out.parent if out.parent.exists() else None) as tmp:
         staging = Path(tmp) / "module"
         # tf.saved_model.save logs "Assets written to: <temporary folder>" at INFO; a notebook
@@ -192,7 +193,8 @@ def build_savedmodel(backbone: str, checkpoint, out_dir, *, marker: dict | None 
         logger, level = tf.get_logger(), tf.get_logger().level
         logger.setLevel("ERROR")
         try:
-            tf.saved_model.save(module, str(staging), signatures=concrete)
+            with gpu.quiet_startup():
+                tf.saved_model.save(module, str(staging), signatures=concrete)
         finally:
             logger.setLevel(level)
         info = {"backbone": backbone, "version": VERSION, "checkpoint": source,

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers import config, downloads, milnce, resources
+from helpers import config, downloads, gpu, milnce, resources
 from helpers.mmv import frontend
 from helpers.mmv.checkpoint import BACKBONES, _check_backbone
 from helpers.mmv.inputs import check_clips
@@ -121,9 +121,10 @@ def check_signatures(module, handle: str | None = None) -> None:
 def call_signature(signature, tensor) -> dict:
     """Call a one-input signature by the input's declared name (whatever the module calls it)."""
     _, kwargs = signature.structured_input_signature
-    if len(kwargs) == 1:
-        return signature(**{next(iter(kwargs)): tensor})
-    return signature(tensor)
+    with gpu.quiet_startup():  # the first call may compile with XLA, which TF 2.20 logs
+        if len(kwargs) == 1:
+            return signature(**{next(iter(kwargs)): tensor})
+        return signature(tensor)
 
 
 def _numpy(result, keys):
