@@ -126,11 +126,8 @@ def standin(kind: str, name: str, **options):
 
         config.set_standin_note(name, "tiny stand-in: random weights (exported from the stand-in "
                                 "checkpoint)")
-        from helpers import gpu
-
-        with gpu.quiet_startup():  # TF 2.20 logs INFO lines while converting, whatever the level
-            return mmv.tfhub_module(config.tfhub_cache_dir("tiny"), options["handle"],
-                                    options["backbone"])
+        return mmv.tfhub_module(config.tfhub_cache_dir("tiny"), options["handle"],
+                                options["backbone"])
     if kind == "sound_clips":
         from helpers.standins import sound_clips
 
