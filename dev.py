@@ -105,6 +105,32 @@ def keep_bytecode() -> None:
     os.environ.setdefault("PYTHONPYCACHEPREFIX", str(BUILD / "pycache"))
 
 
+def reuse_test_cache(dest: Path) -> bool:
+    """Start ``dest`` as a copy of ``dev.py test``'s cache (hard links where the file system
+    allows, else copies); False when there is none.
+
+    The browser check runs the notebooks on the same stack as ``dev.py test``, which has just
+    built every stand-in, dataset and feature cache from nothing and checked them: building them
+    again in the browser tested nothing new and cost .ci/run minutes. Hidden entries (partial
+    writes, locks) are left behind. The course replaces cache files by atomic renames
+    (helpers.atomic), which give the renamed path a new file and leave the other link alone;
+    and ``dev.py test`` deletes its cache before each run anyway.
+    """
+    source = BUILD / "test-cache"
+    if not source.is_dir():
+        return False
+
+    def link(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(source, dest, copy_function=link,
+                    ignore=lambda _folder, names: [n for n in names if n.startswith(".")])
+    return True
+
+
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "help"
     keep_bytecode()
@@ -164,12 +190,9 @@ def main(argv: list[str]) -> int:
             return 2
         # Tiny mode and a fresh cache of its own, like `test`.
         shutil.rmtree(BUILD / "browser-cache", ignore_errors=True)
-        from tools import colab_env
-
-        reused = colab_env.reuse_trained_standins(BUILD / "browser-cache")
-        if reused:
-            print("test-browser: reusing the trained tiny-mode stand-in run(s) of `dev.py test`: "
-                  + ", ".join(reused), flush=True)
+        if reuse_test_cache(BUILD / "browser-cache"):
+            print("test-browser: starting from `dev.py test`'s tiny-mode cache (same stack: its "
+                  "stand-ins, generated data and features are what this stack builds)", flush=True)
         env = {
             "COURSE_MODE": "tiny",
             "COURSE_CACHE_DIR": str(BUILD / "browser-cache"),
