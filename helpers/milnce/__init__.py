@@ -572,8 +572,7 @@ def embed_video_files(model, paths, *, sampling: str = "colab", num_frames: int 
     [N, 1024]}`` for the ``N`` readable files, those files, and a
     :class:`helpers.video.VideoError` per skipped file.
     """
-    from tqdm.auto import tqdm
-
+    from helpers import progress as progress_bars
     from helpers import video
 
     if sampling not in ("colab", "windows"):
@@ -595,8 +594,8 @@ def embed_video_files(model, paths, *, sampling: str = "colab", num_frames: int 
     outputs = {key: [] for key in keys}
     ok_paths, failures = [], []
     show = len(paths) > batch_size if progress is None else progress
-    with tqdm(total=len(paths), desc="embedding videos", unit="video", disable=not show,
-              leave=False) as bar:
+    with progress_bars.bar(total=len(paths), desc="embedding videos", unit="video",
+                           disable=not show, leave=False) as bar:
         for start in range(0, len(paths), batch_size):
             clips, ok, failed = video.load_clips(paths[start:start + batch_size], sampler,
                                                  progress=False, **options)
