@@ -111,8 +111,8 @@ def reuse_test_cache(dest: Path) -> bool:
 
     The browser check runs the notebooks on the same stack as ``dev.py test``, which has just
     built every stand-in, dataset and feature cache from nothing and checked them: building them
-    again in the browser tested nothing new and cost .ci/run minutes. Hidden entries (partial
-    writes, locks) are left behind. The course replaces cache files by atomic renames
+    again in the browser tested nothing new and cost .ci/run minutes. Partial writes
+    (``.tmp-*``, ``*.tmp``) and locks are left behind; hidden markers are copied. The course replaces cache files by atomic renames
     (helpers.atomic), which give the renamed path a new file and leave the other link alone;
     and ``dev.py test`` deletes its cache before each run anyway.
     """
@@ -126,8 +126,11 @@ def reuse_test_cache(dest: Path) -> bool:
         except OSError:
             shutil.copy2(src, dst)
 
-    shutil.copytree(source, dest, copy_function=link,
-                    ignore=lambda _folder, names: [n for n in names if n.startswith(".")])
+    def leftovers(_folder, names):  # partial writes and locks; markers such as .mini_ucf101.json stay
+        return [n for n in names
+                if n.startswith(".tmp") or n.endswith((".lock", ".tmp")) or ".tmp-" in n]
+
+    shutil.copytree(source, dest, copy_function=link, ignore=leftovers)
     return True
 
 
