@@ -181,7 +181,9 @@ def _compiled(config: TrainConfig, vocab_size: int, named_losses: tuple):
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), state, opt_state, value
 
-    return both_fn.init, optimizer, step
+    # init under jit too: run eagerly, its hundreds of small operations are each compiled on
+    # first use (measured: 13 s eagerly vs 5 s as one program, once per process).
+    return jax.jit(both_fn.init, static_argnums=3), optimizer, step
 
 
 def train(loss: str = "milnce", seed: int = 0, config: TrainConfig = TrainConfig(),
