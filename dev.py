@@ -114,7 +114,8 @@ def reuse_test_cache(dest: Path) -> bool:
     again in the browser tested nothing new and cost .ci/run minutes. Partial writes
     (``.tmp-*``, ``*.tmp``) and locks are left behind; hidden markers are copied. The course replaces cache files by atomic renames
     (helpers.atomic), which give the renamed path a new file and leave the other link alone;
-    and ``dev.py test`` deletes its cache before each run anyway.
+    and ``dev.py test`` deletes its cache before each run anyway. JAX's compilation cache is not
+    copied: the browser check uses the test run's folder itself (:func:`jax_cache_env`).
     """
     source = BUILD / "test-cache"
     if not source.is_dir():
@@ -126,12 +127,28 @@ def reuse_test_cache(dest: Path) -> bool:
         except OSError:
             shutil.copy2(src, dst)
 
-    def leftovers(_folder, names):  # partial writes and locks; markers such as .mini_ucf101.json stay
-        return [n for n in names
+    def leftovers(folder, names):  # partial writes and locks; markers such as .mini_ucf101.json stay
+        skip = [n for n in names
                 if n.startswith(".tmp") or n.endswith((".lock", ".tmp")) or ".tmp-" in n]
+        if Path(folder) == source:
+            skip.append("jax-compilation")  # shared in place instead: see jax_cache_env
+        return skip
 
     shutil.copytree(source, dest, copy_function=link, ignore=leftovers)
     return True
+
+
+def jax_cache_env() -> dict:
+    """``JAX_COMPILATION_CACHE_DIR`` for the browser check: ``dev.py test``'s own folder, shared.
+
+    JAX keys each compiled program by the program, the versions, the device and the compile
+    options; those options include a path inside the cache folder (XLA's autotuning cache), so a
+    copy of the folder under another name matches nothing (measured: notebook 03 run on a copy
+    compiled all of its 222 programs again; on the same folder, none). Both runs use one stack,
+    so they share it; JAX reads and writes it under its file lock (helpers.config).
+    """
+    folder = BUILD / "test-cache" / "jax-compilation"
+    return {"JAX_COMPILATION_CACHE_DIR": str(folder)} if folder.is_dir() else {}
 
 
 def main(argv: list[str]) -> int:
@@ -201,6 +218,7 @@ def main(argv: list[str]) -> int:
             "COURSE_CACHE_DIR": str(BUILD / "browser-cache"),
             "COURSE_DATA_DIR": str(BUILD / "browser-cache" / "data"),
             "PYTHONUNBUFFERED": "1",
+            **jax_cache_env(),
         }
         extra = [] if chromium == "given" else ["--chromium", chromium]
         return run(py, "-m", "tools.browser", *extra, *rest, env=env)
