@@ -3,7 +3,8 @@
 Data flow::
 
     file ──iter_frames (streamed)──▶ frames uint8 [H, W, 3] RGB, one at a time
-         ──sample (colab_clip: first T frames | eval_windows: N windows at a target fps)
+         ──sample (colab_clip: first T frames | eval_windows: N windows at a target fps |
+                   frames_at: any frame indices, e.g. the library's windows)
          ──center_crop_resize──▶ clip float32 [T, size, size, 3] in [0, 1]
 
 Decoding streams through the file: a sampler keeps only the frames it needs, already cropped and
@@ -511,6 +512,23 @@ def eval_windows(path, num_windows: int = 10, num_frames: int = 16, fps: float =
     """
     times = frame_times(path)
     indices = window_indices(times, num_windows, num_frames, fps)
+    clips = frames_at(path, indices, size, num_announced=len(times))
+    return clips.astype(np.float32) / np.float32(255.0)
+
+
+def frames_at(path, indices, size: int = 224, num_announced: int | None = None) -> np.ndarray:
+    """Decode the source frames ``indices`` (any integer array, e.g. windows ``[W, T]``) of
+    ``path``, centre-cropped and resized: uint8 ``[*indices.shape, size, size, 3]``.
+
+    Streams once through the file, keeps only the frames needed (already cropped and resized)
+    and stops after the last one. ``num_announced``: the frame count to name when the file
+    ends early (default: unknown). Raises :class:`VideoError`, also when fewer frames decode
+    than ``indices`` needs (a damaged tail). The decoding behind :func:`eval_windows` and the
+    library's windows (:mod:`helpers.library.windows`).
+    """
+    indices = np.asarray(indices, dtype=np.int64)
+    if indices.size == 0:
+        return np.zeros(indices.shape + (size, size, 3), np.uint8)
     needed = set(np.unique(indices).tolist())
     last_needed = max(needed)
     kept: dict[int, np.ndarray] = {}
@@ -523,10 +541,11 @@ def eval_windows(path, num_windows: int = 10, num_frames: int = 16, fps: float =
             break
     if decoded <= last_needed:
         # Fewer frames decode than the container announced: the tail is damaged.
-        raise VideoError(path, f"only {decoded} of {len(times)} frames could be decoded; the "
+        total = num_announced if num_announced is not None else f"at least {last_needed + 1}"
+        raise VideoError(path, f"only {decoded} of {total} frames could be decoded; the "
                                f"file is probably truncated")
-    clips = np.stack([np.stack([kept[i] for i in row]) for row in indices.tolist()])
-    return clips.astype(np.float32) / np.float32(255.0)
+    flat = np.stack([kept[i] for i in indices.reshape(-1).tolist()])
+    return flat.reshape(indices.shape + flat.shape[1:])
 
 
 def load_clips(paths: Iterable, sampler: Callable = colab_clip, progress: bool | None = None,
@@ -664,5 +683,5 @@ __all__ = [
     "CONTAINERS", "VideoError", "VideoInfo", "video_info", "iter_frames", "write_video",
     "center_crop_box", "resize_bilinear", "center_crop_resize", "center_crop_resize_uint8",
     "colab_indices", "colab_clip", "frame_times", "resample_indices", "window_starts",
-    "window_indices", "eval_windows", "load_clips", "to_gif_bytes",
+    "window_indices", "eval_windows", "frames_at", "load_clips", "to_gif_bytes",
 ]
