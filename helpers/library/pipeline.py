@@ -239,6 +239,10 @@ class CutWindows(_beam().DoFn):
         except OSError as err:  # unreadable, vanished, or a storage error
             yield pvalue.TaggedOutput(self.FAILURES, {
                 "path": path, "reason": f"cannot read it ({err.strerror or err})"})
+        except Exception as err:  # noqa: BLE001 - one odd file must not stop the whole job
+            yield pvalue.TaggedOutput(self.FAILURES, {
+                "path": path, "reason": f"unexpected error while cutting it "
+                                        f"({type(err).__name__}: {str(err)[:200]})"})
 
 
 class WriteShards(_beam().DoFn):
