@@ -235,7 +235,7 @@ def test_approximate_index_recall_at_10_against_exact():
 
 def test_the_best_moment_of_a_caption_lies_in_its_scene(model, tmp_path):
     hits = inside_higher = queries = 0
-    for seed in (0, 1):
+    for seed in range(4):  # 4 videos of 4 scenes: 16 captions
         rng = np.random.default_rng(seed)
         concepts = [(str(c), str(s), str(m)) for c, s, m in zip(
             rng.permutation(list(corpus.COLOURS))[:4], rng.permutation(corpus.SHAPES * 2)[:4],
@@ -254,9 +254,9 @@ def test_the_best_moment_of_a_caption_lies_in_its_scene(model, tmp_path):
             inside = (found.centre_s >= begin) & (found.centre_s <= end)
             inside_higher += found.scores[inside].mean() > found.scores[~inside].mean()
             queries += 1
-    # Measured: 5 of 8 best moments in their scene (chance about 2), 7 of 8 score higher
-    # inside their scene than outside it.
-    assert hits >= 4 and inside_higher >= 6, (hits, inside_higher)
+    # Measured on 2 cores: 11 of 16 best moments in their scene (chance about 4), and 14 of 16
+    # captions score higher inside their scene than outside it (over 6 seeds: 17 and 22 of 24).
+    assert hits >= 8 and inside_higher >= 12, (hits, inside_higher)
     one = moments_.find_moments(model, path, corpus.canonical_caption(*concepts[0]),
                                 length=1.6, stride=0.4, size=32)
     np.testing.assert_allclose(one.scores, embeddings @ texts[0], **SAME_INPUT_OTHER_ROW)

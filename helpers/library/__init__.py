@@ -28,9 +28,12 @@ a laptop and a bucket of videos on a hundred machines.
 
 Locally the DirectRunner runs ``--workers`` workers as threads of one process
 (``direct_running_mode=multi_threading``, the default here) or as processes
-(``multi_processing``). On 2 CPU cores threads were faster: TensorFlow and PyAV release the
-GIL in their C++ work, and each extra process first pays for importing TensorFlow and loading
-the module. ``benchmarks/library_bench.py`` measures both against the single-process path.
+(``multi_processing``). Threads won on the 2-core build machine (``benchmarks/library_bench.py
+--quick``, 24 generated videos, 240 evaluation windows at 224 px, tiny stand-in, 2026-12-03):
+single-process ``milnce embed`` path 22 windows/s, Beam with 1 worker 27, 2 threads 42,
+2 processes 5. Decoding (PyAV) and TensorFlow release the GIL in their C++ work, so two threads
+use both cores; each worker process first imports TensorFlow and loads the module (about 40 s
+of that run on the loaded machine), which only a much longer job would pay back.
 
 Running it on Dataflow
 ----------------------

@@ -116,6 +116,10 @@ def _search(args) -> int:
     if len(library) == 0:
         raise store.LibraryError(f"{args.index}: the index holds no windows yet; run index")
     handle = library.manifest["handle"]
+    if library.manifest.get("mode") == "tiny":
+        from helpers import report
+
+        report.banner({milnce.RESOURCE: "tiny"})
     model = milnce.load(handle)
     index = searching.make_index(library, approximate=args.approximate)
     for hit in searching.search_text(library, model, args.text, args.k, index):
