@@ -25,6 +25,36 @@ if "COURSE_KEEP_IPYTHONDIR" not in os.environ:
     os.environ["IPYTHONDIR"] = str(_ipython_dir)
 
 
+#: The notebooks' order in the test run (see pytest_collection_modifyitems); any other notebook
+#: runs after these, the unit tests last.
+NOTEBOOK_ORDER = ("06", "03", "04", "05", "02", "01", "00")
+
+
+def pytest_collection_modifyitems(items):
+    """Run the notebooks first, longest and the one that trains the tiny-mode model first; the
+    unit tests after them.
+
+    ``dev.py test`` hands whole files to its two workers in collection order (pytest-xdist's
+    ``--dist loadfile --no-loadscope-reorder``; by default xdist puts the files with the most
+    tests first, which put test_milnce.py first, and it waited about a minute on the lock of the
+    tiny-mode model that notebook 06 was training on the other worker). The notebooks are the
+    longest files (06 alone is about 80 s of cells on 2 idle cores): started last, one worker ran
+    06 while the other had nothing left to do. Now 06 trains the tiny-mode model in its second
+    cell while the other worker runs 03 and then 04, which do not need it until 04's last
+    solution; 05, 02 and 01 need it from their first cells, so they come after. The many short
+    unit-test files fill both workers at the end. Within a file the order is unchanged (a stable
+    sort).
+    """
+    def rank(item):
+        path = Path(str(item.fspath))
+        if path.suffix != ".ipynb":
+            return (2, 0)
+        number = path.name[:2]
+        return (0, NOTEBOOK_ORDER.index(number)) if number in NOTEBOOK_ORDER else (1, 0)
+
+    items.sort(key=rank)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item):
     result = yield

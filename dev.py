@@ -158,7 +158,7 @@ def main(argv: list[str]) -> int:
             "COURSE_DATA_DIR": str(BUILD / "test-cache" / "data"),
             "PYTHONUNBUFFERED": "1",
         }
-        args = ["-m", "pytest", "-n", "2", "--dist", "loadfile", "--nbval-lax",
+        args = ["-m", "pytest", "-n", "2", "--dist", "loadfile", "--no-loadscope-reorder", "--nbval-lax",
                 "--nbval-cell-timeout=300", "-q", *rest]
         return run(py, *args, env=env)
     if command == "bench" and "--device" in rest:

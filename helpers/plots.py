@@ -241,11 +241,14 @@ def retrieval_grid(queries, indices, scores, thumbnails, item_names=None, correc
     return fig
 
 
-def animations_html(clips, titles=None, fps: float = 8.0, width: int = 128) -> str:
+def animations_html(clips, titles=None, fps: float = 8.0, width: int = 128,
+                    standin=None) -> str:
     """HTML showing clips (``[T, H, W, 3]``, uint8 or float in [0, 1]) as looping GIFs side by side.
 
     Display it with ``IPython.display.HTML(...)``. The GIFs are embedded (base64), so keep
-    clips small (a few dozen frames at 112-224 pixels).
+    clips small (a few dozen frames at 112-224 pixels). ``standin`` as for the figures
+    (:func:`standin_labelled`): the stand-in label heads the row when a stand-in chose the clips;
+    ``False`` for clips no model picked.
     """
     import base64
     import html
@@ -264,7 +267,10 @@ def animations_html(clips, titles=None, fps: float = 8.0, width: int = 128) -> s
             f'<img src="data:image/gif;base64,{data}" width="{width}">'
             '<figcaption style="font-size:0.8em;overflow-wrap:anywhere">'
             f'{caption}</figcaption></figure>')
-    return "<div>" + "".join(cells) + "</div>"
+    label = "" if standin is False else config.standin_label(standin)
+    head = (f'<div style="color:#b00000;font-weight:bold">{html.escape(label.upper())}</div>'
+            if label else "")
+    return "<div>" + head + "".join(cells) + "</div>"
 
 
 # --- ucf101 linear evaluation (notebook 04) ---

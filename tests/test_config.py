@@ -123,3 +123,56 @@ def test_data_dir_is_configurable(monkeypatch, tmp_path):
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "d"))
     assert config.data_dir("ucf") == tmp_path / "d" / "ucf"
     assert (tmp_path / "d" / "ucf").is_dir()
+
+
+_COMPILE_TWICE = """
+import time
+import helpers, jax, jax.numpy as jnp
+import numpy as np
+x = jnp.ones((64, 64))
+f = jax.jit(lambda a: jnp.tanh(a @ a.T).sum() * 3.0)
+print(float(f(x)))
+"""
+
+
+def _run_python(code, env):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_jax_compilations_are_cached_under_the_cache_root_and_reused(tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+    env["COURSE_CACHE_DIR"] = str(tmp_path / "cache")
+    first = _run_python(_COMPILE_TWICE, env)
+    assert first.returncode == 0, first.stderr
+    folder = tmp_path / "cache" / "jax-compilation"
+    entries = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+    assert entries, "nothing was written to the compilation cache"
+    # A second process finds the entry (JAX logs a cache hit at DEBUG) and computes the same.
+    second = _run_python("import logging; logging.basicConfig(level=logging.DEBUG)\n"
+                         + _COMPILE_TWICE, env)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout == first.stdout
+    assert "Persistent compilation cache hit" in second.stderr
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == entries
+
+
+def test_a_compilation_cache_the_user_chose_wins(tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+    env["COURSE_CACHE_DIR"] = str(tmp_path / "cache")
+    env["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path / "mine")
+    # jax imported before helpers: the settings are updated in place, the user's folder kept.
+    code = "import jax\n" + _COMPILE_TWICE.replace("import helpers, jax", "import helpers") + (
+        "print(jax.config.jax_persistent_cache_min_compile_time_secs)\n")
+    done = _run_python(code, env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "0.0"
+    assert any((tmp_path / "mine").iterdir())
+    assert not (tmp_path / "cache" / "jax-compilation").exists()

@@ -124,3 +124,15 @@ def test_animations_html_embeds_one_gif_per_clip():
     assert len(payloads) == 2
     assert all(base64.b64decode(p)[:6] == b"GIF89a" for p in payloads)
     assert "&lt;one&gt;" in html and 'width="64"' in html
+
+
+def test_animations_html_carries_the_standin_label_unless_told_no_model_chose_the_clips():
+    from helpers import config, plots
+
+    clips = np.zeros((1, 2, 8, 8, 3), np.float32)
+    label = config.standin_label({"milnce": "tiny"})
+    assert label  # tiny mode has a label to show
+    labelled = plots.animations_html(clips, standin={"milnce": "tiny"})
+    assert label.upper() in labelled and labelled.index(label.upper()) < labelled.index("<figure")
+    assert label.upper() not in plots.animations_html(clips, standin=False)
+    assert label.upper() not in plots.animations_html(clips, standin={"milnce": "real"})
