@@ -8,13 +8,15 @@ most tests read it. Everything runs with the trained tiny stand-in (tiny mode, s
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from helpers import milnce, video
-from helpers.library import commands, pipeline, search, store
+from helpers.library import commands, pipeline, search, store, widgets
 from helpers.library import moments as moments_
 from helpers.library.windows import Windows
 from helpers.training import corpus
@@ -161,6 +163,56 @@ def test_an_index_refuses_other_windows(built):
         pipeline.build_index(built["folder"], built["index"], windows=Windows(size=64))
 
 
+# ------------------------------------------------------------------------------ without Beam
+
+def block_beam(monkeypatch):
+    """Make ``import apache_beam`` (and any of its modules) fail, as on Colab."""
+    for name in [n for n in sys.modules if n == "apache_beam" or n.startswith("apache_beam.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "apache_beam", None)
+
+
+def test_without_beam_the_in_process_engine_writes_the_same_rows(built, tmp_path, monkeypatch):
+    block_beam(monkeypatch)
+    assert pipeline.beam_status()[0] is False
+    with pytest.raises(store.LibraryError, match="needs Apache Beam"):
+        pipeline.build_index(built["folder"], tmp_path / "x", windows=WINDOWS, engine="beam")
+    with pytest.raises(store.LibraryError, match="needs Apache Beam"):
+        pipeline.build_index(built["folder"], tmp_path / "x", windows=WINDOWS,
+                             runner="DataflowRunner")
+    index = tmp_path / "index"
+    summary = pipeline.build_index(built["folder"], index, windows=WINDOWS, batch_size=5,
+                                   rows_per_shard=16)
+    assert summary.engine == "in-process" and "cannot be imported" in summary.why
+    assert "engine: in-process" in str(summary)
+    assert store.read_failures(str(index)) == store.read_failures(str(built["index"]))
+    assert len(store.shard_paths(str(index))) == -(-summary.rows_written // 16)
+    ours, beams = store.load(str(index)), built["library"]
+    assert ours.manifest == beams.manifest and ours.duplicates == 0
+    assert sorted(ours.keys()) == sorted(beams.keys())
+    order = {key: i for i, key in enumerate(beams.keys())}
+    rows = [order[key] for key in ours.keys()]
+    np.testing.assert_array_equal(ours.videos, beams.videos[rows])
+    np.testing.assert_allclose(ours.embeddings, beams.embeddings[rows], atol=1e-5, rtol=1e-5)
+    # Resumable as the Beam engine is.
+    assert pipeline.build_index(built["folder"], index, windows=WINDOWS).rows_written == 0
+
+
+def test_helpers_library_imports_neither_beam_nor_pyarrow():
+    code = ("import sys\n"
+            "import helpers.library, helpers.library.widgets, helpers.library.commands\n"
+            "loaded = [m for m in sys.modules if m.split('.')[0] in ('apache_beam', 'pyarrow')]\n"
+            "assert not loaded, loaded\n"
+            # and where they are not installed at all (Colab has no Beam)
+            "sys.modules['apache_beam'] = None\n"
+            "from helpers.library import pipeline\n"
+            "assert pipeline.beam_status()[0] is False\n"
+            "assert pipeline.choose_engine()[0] == 'in-process'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 # ------------------------------------------------------------------------------ search
 
 def caption_ranks(library, model, captions, paths) -> np.ndarray:
@@ -194,6 +246,27 @@ def test_search_ranks_the_clip_of_each_canonical_caption_far_above_chance(built,
     # Measured on 2 cores: RGB median rank 5, R@5 53 %; BGR 14 and 27 % (chance 15.5, 17 %).
     far_above = np.median(ranks) <= chance_median / 2 and np.mean(ranks <= 5) >= 2 * chance_r5
     assert far_above == (frames == "rgb"), (frames, np.median(ranks), np.mean(ranks <= 5))
+
+
+def test_search_box_callback_shows_the_best_clips_and_a_message_for_no_query(built, model):
+    library, paths, captions = built["library"], built["paths"], built["captions"]
+    ranks = caption_ranks(library, model, captions, paths)
+    firsts = np.flatnonzero(ranks == 1)
+    assert len(firsts) >= 3, ranks  # measured on 2 cores: 5 of the 30 captions (chance 1)
+    box = widgets.search_box(library, model, k=3, size=32, standin={milnce.RESOURCE: "tiny"})
+    assert "Type a sentence" in box.results.value  # before any search
+    for i in firsts[:3]:
+        box.text.value = captions[i]  # as typed: the observer runs the callback
+        page = box.results.value
+        expected = [Path(h.video).name for h in widgets.best_per_video(
+            library, milnce.embed_texts(model, [captions[i]])[0], 3)]
+        assert expected[0] == paths[i].name
+        positions = [page.index(f"{rank}. {name} ") for rank, name in enumerate(expected, 1)]
+        assert positions == sorted(positions) and page.count("<img") == 3
+        assert "TINY STAND-IN" in page and captions[i] in page
+    for empty in ("", "   "):
+        box.on_change({"new": empty})
+        assert "Type a sentence" in box.results.value and "<img" not in box.results.value
 
 
 def test_search_command_prints_path_times_and_score(built, capsys):

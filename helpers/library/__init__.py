@@ -5,14 +5,20 @@ The parts, in the order data flows through them:
 * :mod:`helpers.library.windows` — cut a video into windows with start / end times in seconds
   (default: MIL-NCE's evaluation windows, the frames of ``python -m helpers.milnce embed
   --sampling windows``; or sliding windows of a length and stride in seconds);
-* :mod:`helpers.library.pipeline` — the Beam pipeline: list files (a folder or glob, through
-  Beam's file systems), sha256 each, cut windows, embed them with RunInference and a model
-  handler of ours (:class:`~helpers.library.pipeline.MilnceHandler`), write Parquet shards;
+* :mod:`helpers.library.pipeline` — list files (a folder or glob, through Beam's file
+  systems), sha256 each, cut windows, embed them, write Parquet shards; with Beam
+  (:mod:`helpers.library.beam_pipeline`: RunInference and a model handler of ours,
+  :class:`~helpers.library.beam_pipeline.MilnceHandler`), or, where Beam is not installed
+  (Colab), the same steps (:mod:`helpers.library.steps`) in this process;
 * :mod:`helpers.library.store` — the index folder: manifest, shards written atomically,
   loading with de-duplication (exactly once), the failures file;
 * :mod:`helpers.library.search` — exact search with numpy, approximate with usearch;
 * :mod:`helpers.library.moments` — score a sentence over the sliding windows of one video;
+* :mod:`helpers.library.widgets` — the search box of notebook 07 (ipywidgets);
 * :mod:`helpers.library.commands` — ``python -m helpers.library index`` / ``search``.
+
+Importing :mod:`helpers.library` imports neither Beam nor pyarrow: Beam only when its engine
+runs, pyarrow when a shard is read or written (Colab preinstalls pyarrow, not Beam).
 
 Only MIL-NCE's TF-Hub module (or its tiny stand-in) is wired in as an encoder; the MMV
 backbones are left out for now (their clips are preprocessed otherwise: :mod:`helpers.mmv`).

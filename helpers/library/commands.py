@@ -43,6 +43,9 @@ def _parser():
                        help="TF-Hub handle or local SavedModel folder (default: MIL-NCE's)")
     index.add_argument("--runner", default="DirectRunner",
                        help="Beam runner: DirectRunner (default), DataflowRunner, FlinkRunner, ...")
+    index.add_argument("--engine", choices=pipeline.ENGINES, default="auto",
+                       help="beam, in-process (the same steps in this process, local files "
+                            "only), or auto: Beam when it is installed (default)")
     index.add_argument("--workers", type=cli.positive_int, default=2,
                        help="DirectRunner workers (direct_num_workers)")
     index.add_argument("--running-mode", choices=("multi_threading", "multi_processing",
@@ -100,7 +103,8 @@ def _index(args) -> int:
     summary = pipeline.build_index(args.videos, args.out, model=args.model, handle=handle,
                                    windows=windows, runner=args.runner, workers=args.workers,
                                    running_mode=args.running_mode, batch_size=args.batch_size,
-                                   pipeline_args=args.pipeline_args, paths=paths)
+                                   pipeline_args=args.pipeline_args, paths=paths,
+                                   engine=args.engine)
     print(summary)
     for failure in summary.failures:
         print(f"unreadable {failure['path']}: {failure['reason']}", file=sys.stderr)

@@ -20,8 +20,11 @@ cannot duplicate a window.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import io
 import json
+import os
+import types
 import uuid
 
 import numpy as np
@@ -39,9 +42,94 @@ class LibraryError(ValueError):
     written. The message names the file or folder."""
 
 
-def _fs():
-    from apache_beam.io.filesystems import FileSystems
+class _LocalFileSystems:
+    """The few calls of Beam's ``FileSystems`` this module makes, on local files, for when Beam
+    is not installed (Colab: see :mod:`helpers.library.pipeline`). A remote path (``gs://``)
+    is refused with the fix."""
 
+    @staticmethod
+    def _local(path) -> str:
+        path = str(path)
+        if "://" in path and not path.startswith("file://"):
+            raise LibraryError(f"{path}: a remote path needs Apache Beam's file systems "
+                               f"(pip install 'apache-beam[gcp]')")
+        return path.removeprefix("file://")
+
+    @classmethod
+    def join(cls, base, *parts):
+        return os.path.join(cls._local(base), *parts)
+
+    @classmethod
+    def split(cls, path):
+        return os.path.split(cls._local(path))
+
+    @classmethod
+    def exists(cls, path) -> bool:
+        return os.path.exists(cls._local(path))
+
+    @classmethod
+    def mkdirs(cls, path) -> None:
+        os.makedirs(cls._local(path))  # raises OSError when it exists, as Beam's does
+
+    @classmethod
+    def open(cls, path):
+        return open(cls._local(path), "rb")
+
+    @classmethod
+    def create(cls, path):
+        return open(cls._local(path), "wb")
+
+    @classmethod
+    def delete(cls, paths) -> None:
+        for path in paths:
+            os.remove(cls._local(path))
+
+    @classmethod
+    def rename(cls, sources, targets) -> None:
+        for source, target in zip(sources, targets):
+            os.replace(cls._local(source), cls._local(target))
+
+    @classmethod
+    def match(cls, patterns):
+        """Like Beam's: one result per pattern, ``.metadata_list`` of items with ``.path``."""
+        return [types.SimpleNamespace(metadata_list=[
+            types.SimpleNamespace(path=os.path.abspath(p))
+            for p in sorted(glob.glob(cls._local(pattern), recursive=True))
+            if os.path.isfile(p)]) for pattern in patterns]
+
+
+class _QuietBeam:
+    """Drops Beam's log lines that say nothing about this pipeline: optional clients it lacks
+    (BigQuery's apitools, at import; torch for RunInference's memory figures; neither is used
+    here) and the note that the failures file of the previous run is replaced."""
+
+    NOISE = ("apitools not found", "Resource module is not available",
+             "Deleting 1 existing files in target path")
+
+    @classmethod
+    def filter(cls, record) -> bool:
+        return not record.getMessage().startswith(cls.NOISE)
+
+
+def quiet_beam() -> None:
+    """Install :class:`_QuietBeam` on the loggers Beam writes those lines to (call it before
+    importing Beam: the apitools line comes at import time)."""
+    import logging
+
+    for name in ("", "apache_beam.io.filebasedsink"):
+        logger = logging.getLogger(name)
+        if _QuietBeam not in logger.filters:
+            logger.addFilter(_QuietBeam)
+
+
+def _fs():
+    """Beam's ``FileSystems`` (local, ``gs://``, ...) when Beam is installed, else the local
+    file system through the same calls."""
+    quiet_beam()
+    try:
+        from apache_beam.io.filesystems import FileSystems
+    except ImportError:
+        return _LocalFileSystems
     return FileSystems
 
 
@@ -123,11 +211,22 @@ def open_for_writing(index: str, manifest: dict) -> None:
 
 # ------------------------------------------------------------------------------ shards
 
+def pyarrow():
+    """``(pyarrow, pyarrow.parquet)``, imported when a shard is read or written. Colab
+    preinstalls pyarrow (tests/data/colab/); elsewhere it comes with requirements.txt or the
+    ``[scale]`` extra. Raises :class:`LibraryError` with the fix when it is missing."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError as err:
+        raise LibraryError(f"the index's shards are Parquet files and need pyarrow ({err}); "
+                           f"pip install pyarrow") from None
+    return pa, pq
+
+
 def write_shard(index: str, rows: list[dict], run_id: str) -> str:
     """Write ``rows`` (dicts with :data:`COLUMNS`) as one new Parquet shard; return its path."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+    pa, pq = pyarrow()
     dim = len(rows[0]["embedding"])
     embeddings = np.stack([np.asarray(r["embedding"], np.float32) for r in rows])
     table = pa.table({
@@ -154,9 +253,7 @@ def shard_paths(index: str) -> list[str]:
 
 
 def _read_shard(path: str, columns=None):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+    pa, pq = pyarrow()
     try:
         return pq.read_table(pa.BufferReader(read_bytes(path)), columns=columns)
     except (OSError, ValueError, pa.ArrowException) as err:
