@@ -27,7 +27,7 @@ if "COURSE_KEEP_IPYTHONDIR" not in os.environ:
 
 #: The notebooks' order in the test run (see pytest_collection_modifyitems); any other notebook
 #: runs after these, the unit tests last.
-NOTEBOOK_ORDER = ("06", "03", "04", "05", "02", "01", "00")
+NOTEBOOK_ORDER = ("06", "03", "04", "05", "07", "02", "01", "00")
 
 
 def pytest_collection_modifyitems(items):
@@ -41,7 +41,7 @@ def pytest_collection_modifyitems(items):
     longest files (06 alone is about 80 s of cells on 2 idle cores): started last, one worker ran
     06 while the other had nothing left to do. Now 06 trains the tiny-mode model in its second
     cell while the other worker runs 03 and then 04, which do not need it until 04's last
-    solution; 05, 02 and 01 need it from their first cells, so they come after. The many short
+    solution; 05, 07, 02 and 01 need it from their first cells, so they come after. The many short
     unit-test files fill both workers at the end. Within a file the order is unchanged (a stable
     sort).
     """

@@ -8,7 +8,9 @@ Sections: decode (decode + preprocess vs the official colab's OpenCV loop), back
 forward passes, compile vs steady state, achieved FLOP/s), extract (UCF101-style extraction on
 the mini-UCF, prefetching on vs off), probe (linear SVM fit at UCF101 split-1 sizes), memory (peak
 memory decoding a long 1080p video), suite (test suite and notebooks in tiny mode), training
-(the tiny-mode MIL-NCE stand-in trained from an empty cache).
+(the tiny-mode MIL-NCE stand-in trained from an empty cache), library (the video library's
+Beam pipeline in windows/s against the single-process path, and the approximate index against
+exact search; see benchmarks/library_bench.py).
 
 Model weights here are the tiny-mode stand-ins at the official shapes: speed does not depend on
 the weights' values, so the timings hold for the real checkpoints. Nothing is asserted; the
@@ -439,7 +441,8 @@ def bench_training(quick: bool) -> None:
 
 # ------------------------------------------------------------------------------------- main
 
-SECTIONS = ("decode", "pipeline", "backbone", "extract", "probe", "memory", "suite", "training")
+SECTIONS = ("decode", "pipeline", "backbone", "extract", "probe", "memory", "suite", "training",
+            "library")
 SKLEARN_4096 = False
 
 
@@ -494,6 +497,10 @@ def main(argv=None) -> int:
                 from benchmarks import pipeline_bench
 
                 pipeline_bench.run(record, args.quick)
+            elif section == "library":
+                from benchmarks import library_bench
+
+                library_bench.run(record, args.quick)
             elif section in ("decode", "memory"):
                 globals()[f"bench_{section}"](args.quick, workdir)
             else:

@@ -3,7 +3,8 @@
 Data flow::
 
     file ──iter_frames (streamed)──▶ frames uint8 [H, W, 3] RGB, one at a time
-         ──sample (colab_clip: first T frames | eval_windows: N windows at a target fps)
+         ──sample (colab_clip: first T frames | eval_windows: N windows at a target fps |
+                   iter_frame_groups: any groups of frames, e.g. the library's windows)
          ──center_crop_resize──▶ clip float32 [T, size, size, 3] in [0, 1]
 
 Decoding streams through the file: a sampler keeps only the frames it needs, already cropped and
@@ -511,22 +512,69 @@ def eval_windows(path, num_windows: int = 10, num_frames: int = 16, fps: float =
     """
     times = frame_times(path)
     indices = window_indices(times, num_windows, num_frames, fps)
-    needed = set(np.unique(indices).tolist())
-    last_needed = max(needed)
-    kept: dict[int, np.ndarray] = {}
-    decoded = 0
-    for index, frame in enumerate(iter_frames(path)):
-        decoded = index + 1
-        if index in needed:
-            kept[index] = center_crop_resize_uint8(frame[None], size)[0]
-        if index >= last_needed:
-            break
-    if decoded <= last_needed:
-        # Fewer frames decode than the container announced: the tail is damaged.
-        raise VideoError(path, f"only {decoded} of {len(times)} frames could be decoded; the "
-                               f"file is probably truncated")
-    clips = np.stack([np.stack([kept[i] for i in row]) for row in indices.tolist()])
+    clips = frames_at(path, indices, size, num_announced=len(times))
     return clips.astype(np.float32) / np.float32(255.0)
+
+
+def frames_at(path, indices, size: int = 224, num_announced: int | None = None) -> np.ndarray:
+    """Decode the source frames ``indices [R, T]`` (e.g. windows) of ``path``, centre-cropped
+    and resized: uint8 ``[R, T, size, size, 3]``.
+
+    Streams once through the file (:func:`iter_frame_groups`). ``num_announced``: the frame
+    count to name when the file ends early. Raises :class:`VideoError`. The decoding behind
+    :func:`eval_windows` and the library's windows (:mod:`helpers.library.windows`).
+    """
+    indices = np.asarray(indices, dtype=np.int64)
+    out = np.zeros(indices.shape + (size, size, 3), np.uint8)
+    for row, frames in iter_frame_groups(path, indices, size, num_announced):
+        out[row] = frames
+    return out
+
+
+def iter_frame_groups(path, indices, size: int = 224, num_announced: int | None = None):
+    """Yield ``(row, uint8 [T, size, size, 3])`` for each row of ``indices [R, T]`` (source-frame
+    indices) as soon as the row's last frame is decoded.
+
+    One pass through the file; only the frames still needed by a pending row are kept (already
+    cropped and resized), and decoding stops after the last needed frame, so sliding windows
+    over a long video take the memory of a few windows. Rows come in order of their largest
+    index. Raises :class:`VideoError` (after the rows already complete) when fewer frames
+    decode than a row needs: a damaged tail; ``num_announced`` is the count then named.
+    """
+    indices = np.asarray(indices, dtype=np.int64)
+    if indices.ndim != 2:
+        raise ValueError(f"indices must be [rows, frames], got shape {indices.shape}")
+    if indices.size == 0:
+        return
+    row_last = indices.max(axis=1)
+    order = np.argsort(row_last, kind="stable")
+    last_use: dict[int, int] = {}  # frame -> the last position (in order) of a row using it
+    for position, row in enumerate(order.tolist()):
+        for frame_index in indices[row].tolist():
+            last_use[frame_index] = position
+    kept: dict[int, np.ndarray] = {}
+    position, decoded = 0, 0
+    frames = iter_frames(path)
+    try:
+        for index, frame in enumerate(frames):
+            decoded = index + 1
+            if index in last_use:
+                kept[index] = center_crop_resize_uint8(frame[None], size)[0]
+            while position < len(order) and row_last[order[position]] <= index:
+                row = int(order[position])
+                yield row, np.stack([kept[i] for i in indices[row].tolist()])
+                for i in set(indices[row].tolist()):
+                    if last_use[i] == position:
+                        del kept[i]
+                position += 1
+            if position == len(order):
+                return
+    finally:
+        frames.close()
+    # Fewer frames decode than the container announced: the tail is damaged.
+    total = num_announced if num_announced is not None else f"at least {int(row_last.max()) + 1}"
+    raise VideoError(path, f"only {decoded} of {total} frames could be decoded; the "
+                           f"file is probably truncated")
 
 
 def load_clips(paths: Iterable, sampler: Callable = colab_clip, progress: bool | None = None,
@@ -664,5 +712,5 @@ __all__ = [
     "CONTAINERS", "VideoError", "VideoInfo", "video_info", "iter_frames", "write_video",
     "center_crop_box", "resize_bilinear", "center_crop_resize", "center_crop_resize_uint8",
     "colab_indices", "colab_clip", "frame_times", "resample_indices", "window_starts",
-    "window_indices", "eval_windows", "load_clips", "to_gif_bytes",
+    "window_indices", "eval_windows", "frames_at", "iter_frame_groups", "load_clips", "to_gif_bytes",
 ]

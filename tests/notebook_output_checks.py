@@ -19,8 +19,10 @@ BANNER_MARK = "TINY MODE:"
 METRIC_RE = re.compile(r"(\d+(\.\d+)?\s?%|R@\d|top-[15]\b|score)")
 HASH_RE = re.compile(r"\b[0-9a-f]{40}\b")
 #: Tags a cell may carry: ``metric`` (its numbers come from a model: the label must be in its
-#: text), ``no-model-output`` (its figures show inputs or indices only, not model outputs).
-METRIC_TAG, NO_MODEL_TAG = "metric", "no-model-output"
+#: text), ``no-model-output`` (its figures show inputs or indices only, not model outputs),
+#: ``widget`` (it shows an interactive widget on purpose, e.g. notebook 07's search box: not a
+#: progress bar, which would be saved frozen; what the widget shows carries its own label).
+METRIC_TAG, NO_MODEL_TAG, WIDGET_TAG = "metric", "no-model-output", "widget"
 
 
 def output_texts(outputs) -> list[str]:
@@ -55,7 +57,7 @@ def check_cell(outputs, tags=(), label: str = "") -> list[str]:
         if pattern in joined:
             line = next(l for l in joined.splitlines() if pattern in l)
             problems.append(f"a TensorFlow/XLA log line shows: {line.strip()[:120]!r}")
-    if any(WIDGET_MIME in out.get("data", {}) for out in outputs):
+    if WIDGET_TAG not in tags and any(WIDGET_MIME in out.get("data", {}) for out in outputs):
         problems.append("a progress widget was saved (frozen when run headless): use text bars")
     if joined.count(BANNER_MARK) > 1:
         problems.append(f"the tiny-mode banner shows {joined.count(BANNER_MARK)} times")

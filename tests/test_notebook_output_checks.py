@@ -33,6 +33,7 @@ def test_widgets_banners_and_hashes_fail():
               "data": {"application/vnd.jupyter.widget-view+json": {"model_id": "x"},
                        "text/plain": "  0%|          | 0/3"}}
     assert any("widget" in p for p in check_cell([widget]))
+    assert check_cell([widget], tags=["widget"]) == []  # shown on purpose (notebook 07's box)
     twice = [{"output_type": "display_data", "data": {"text/html": "<div>TINY MODE: x</div>",
                                                       "text/plain": "TINY MODE: x"}},
              _stream("!!! TINY MODE: x\n")]

@@ -433,6 +433,41 @@ def heldout_set(seed: int, repeats: int = 1, model_frames: int = 8, size: int = 
     return (clips if raw else np.stack(clips)), captions, labels
 
 
+def long_video(seed: int, concepts, scene_seconds: float = 4.0, height: int = 64,
+               width: int = 80, fps: float = 10.0) -> dict:
+    """A long video of consecutive scenes, one per (colour, shape, motion) of ``concepts``,
+    each ``scene_seconds`` long: a dict laid out like :attr:`Corpus.videos`' entries
+    (``spans`` in seconds, ``scenes``, ``height``, ``width``, ``fps``), so where each concept is
+    on screen is known. Render it with :func:`render_video`. Deterministic from ``seed``."""
+    rng = np.random.default_rng(seed + 2_000_003)
+    scenes = [random_scene(rng, colour, shape, motion) for colour, shape, motion in concepts]
+    spans = [(i * scene_seconds, (i + 1) * scene_seconds) for i in range(len(scenes))]
+    return {"spans": spans, "scenes": scenes, "narrations": [], "height": height,
+            "width": width, "fps": fps}
+
+
+def render_video(video: dict, seed: int = 0):
+    """Yield the frames of a corpus video (an entry of :attr:`Corpus.videos`, or
+    :func:`long_video`'s) as uint8 ``[height, width, 3]``, scene after scene, at its ``fps``.
+
+    Frame ``i`` shows time ``i / fps``; a scene gets the frames whose times fall in its span.
+    A generator: pass it to :func:`helpers.video.write_video` to write a long video without
+    holding it in memory.
+    """
+    rng = np.random.default_rng(seed)
+    fps = float(video["fps"])
+    for (start, end), scene in zip(video["spans"], video["scenes"]):
+        first, last = int(round(start * fps)), int(round(end * fps))
+        times = np.arange(first, last) / fps - start
+        scene_seed = int(rng.integers(2**32))
+        flicker = np.random.default_rng(scene_seed + 1)
+        for t in range(0, len(times), 16):  # a few frames at a time: memory stays flat
+            # A static background is drawn from the same seed for every chunk of frames.
+            draw = np.random.default_rng(scene_seed) if scene.bg_static else flicker
+            yield from render_clip(scene, times[t:t + 16], video["height"], video["width"],
+                                   end - start, draw)
+
+
 # --------------------------------------------------------------------------------------------
 # Words
 # --------------------------------------------------------------------------------------------
