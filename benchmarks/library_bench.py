@@ -136,6 +136,19 @@ def synthetic(n: int, dim: int, kind: str, rng) -> np.ndarray:
     return out
 
 
+def _time_queries(index, q: np.ndarray, k: int = 10, singles: int = 10):
+    """(top-k rows of the batch ``q``, seconds per query in one batch, seconds per query asked
+    alone over the first ``singles``), after a warm-up search."""
+    index.search(q[:2], k)
+    start = time.perf_counter()
+    rows, _ = index.search(q, k)
+    batch_s = (time.perf_counter() - start) / len(q)
+    start = time.perf_counter()
+    for one in q[:singles]:
+        index.search(one, k)
+    return rows, batch_s, (time.perf_counter() - start) / singles
+
+
 def bench_index(record, n: int, kinds=("clustered", "gaussian"), queries: int = 100) -> dict:
     from helpers.library import search
 
@@ -146,25 +159,11 @@ def bench_index(record, n: int, kinds=("clustered", "gaussian"), queries: int = 
         picks = rng.integers(0, n, queries)
         q = _unit(vectors[picks] + 0.05 * rng.standard_normal((queries, 512), dtype=np.float32))
         exact = search.ExactIndex(vectors)
-        exact.search(q[:2], 10)  # warm
-        start = time.perf_counter()
-        exact_rows, _ = exact.search(q, 10)
-        exact_s = (time.perf_counter() - start) / queries
-        start = time.perf_counter()
-        for one in q[:10]:
-            exact.search(one, 10)
-        exact_one_s = (time.perf_counter() - start) / 10
+        exact_rows, exact_s, exact_one_s = _time_queries(exact, q)
         start = time.perf_counter()
         approximate = search.ApproximateIndex(vectors)
         build_s = time.perf_counter() - start
-        approximate.search(q[:2], 10)
-        start = time.perf_counter()
-        approx_rows, _ = approximate.search(q, 10)
-        approx_s = (time.perf_counter() - start) / queries
-        start = time.perf_counter()
-        for one in q[:10]:
-            approximate.search(one, 10)
-        approx_one_s = (time.perf_counter() - start) / 10
+        approx_rows, approx_s, approx_one_s = _time_queries(approximate, q)
         recall = search.recall_at_k(exact_rows, approx_rows, 10)
         label = f"{n:,} x 512, {kind}"
         record("index", f"{label}: exact numpy, one query", exact_one_s * 1e3, "ms")
