@@ -95,7 +95,8 @@ def _close(ours, theirs):
 def _random_state(tree, rng):
     # Moving averages of a real checkpoint are not 0 and 1: random positive variances.
     return {m: {n: (np.abs(rng.normal(size=a.shape)) + 0.5).astype(a.dtype)
-                if a.dtype.kind == "f" else a for n, a in d.items()} for m, d in tree.items()}
+                if a.dtype.kind == "f" else np.zeros(a.shape, a.dtype) for n, a in d.items()}
+            for m, d in tree.items()}
 
 
 @pytest.mark.parametrize("piece", ["unit", "separable_gated", "inception", "heads"])
@@ -127,15 +128,17 @@ def test_notebook_03_modules_equal_helpers_mmv(haiku_lesson, piece):
         ours, theirs = build(ours_cls), build(theirs_cls)
     ours_t = hk.without_apply_rng(hk.transform_with_state(ours))
     theirs_t = hk.without_apply_rng(hk.transform_with_state(theirs))
-    params, state = theirs_t.init(jax.random.PRNGKey(0), x)
-    our_params, our_state = ours_t.init(jax.random.PRNGKey(0), x)
+    # eval_shape: the trees' names, shapes and dtypes without running init (random values are
+    # drawn below); jit: one program per model, not one compilation per eager operation.
+    params, state = jax.eval_shape(theirs_t.init, jax.random.PRNGKey(0), x)
+    our_params, our_state = jax.eval_shape(ours_t.init, jax.random.PRNGKey(0), x)
     shapes = lambda tree: {(m, n, v.shape) for m, d in tree.items() for n, v in d.items()}  # noqa: E731
     assert shapes(our_params) == shapes(params) and shapes(our_state) == shapes(state)
     params = jax.tree_util.tree_map(
         lambda a: rng.normal(size=a.shape).astype(a.dtype) * 0.5, params)
     state = _random_state(state, rng)
-    got, _ = ours_t.apply(params, state, x)
-    want, _ = theirs_t.apply(params, state, x)
+    got, _ = jax.jit(ours_t.apply)(params, state, x)
+    want, _ = jax.jit(theirs_t.apply)(params, state, x)
     for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
         _close(a, b)
 
