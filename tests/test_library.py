@@ -7,9 +7,12 @@ most tests read it. Everything runs with the trained tiny stand-in (tiny mode, s
 """
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +31,7 @@ WINDOWS = Windows(fps=5.0, num_frames=8, num_windows=2, size=32)
 CONCEPTS = corpus.all_concepts()[::3]
 # Equal inputs in other batch rows agree to float32 rounding, not bit for bit (see test_milnce).
 SAME_INPUT_OTHER_ROW = dict(rtol=1e-5, atol=1e-5)
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def write_clips(folder: Path, channels=slice(None)) -> tuple[list[Path], list[str]]:
@@ -158,6 +162,52 @@ def test_an_interrupted_run_resumes_and_every_window_is_there_exactly_once(built
     assert pipeline.build_index(built["folder"], index, windows=WINDOWS).rows_written == 0
 
 
+def test_the_index_command_killed_midway_and_rerun_has_every_window_exactly_once(built,
+                                                                                  tmp_path):
+    """A real kill: SIGKILL the command while it writes shards, then run it again."""
+    index = tmp_path / "index"
+    # The in-process engine, one window per model call and per shard: the job writes a shard
+    # about every 60 ms after its start-up (importing TensorFlow, ~15 s on the loaded 2-core
+    # machine), so a kill after the third shard lands with some 50 windows still to go.
+    args = ["index", "--videos", str(built["folder"]), "--out", str(index), "--engine",
+            "in-process", "--windows", "2", "--frames", "8", "--size", "32", "--batch-size", "1",
+            "--rows-per-shard", "1"]
+    total = planned_windows(built["paths"])
+    with open(tmp_path / "killed.log", "w") as log:
+        child = subprocess.Popen([sys.executable, "-m", "helpers.library", *args], cwd=ROOT,
+                                 stdout=log, stderr=subprocess.STDOUT,
+                                 env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        try:
+            deadline = time.monotonic() + 120
+            while len(list((index / "shards").glob(store.SHARD_GLOB))) < 3:
+                assert child.poll() is None, \
+                    f"the command ended before the kill: {(tmp_path / 'killed.log').read_text()}"
+                assert time.monotonic() < deadline, "no shard written in 120 s"
+                time.sleep(0.005)
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait(timeout=30)
+    # Killed, not finished: it had not reached the end (where the failures file is written).
+    assert child.returncode == -signal.SIGKILL
+    assert not (index / store.FAILURES).exists()
+    at_kill = rows_of_shards(index)
+    assert 3 <= len(at_kill) < total and len(set(at_kill)) == len(at_kill)
+
+    assert commands.main(args) == 0  # the same command, run to its end
+    keys = rows_of_shards(index)  # every shard's rows, duplicates included
+    assert len(keys) == len(set(keys)) == total  # none twice, none missing ...
+    assert set(keys) == set(built["library"].keys()) and set(at_kill) <= set(keys)
+    assert [f["path"] for f in store.read_failures(str(index))] == [str(built["broken"])]
+    # ... and the embeddings of the uninterrupted run (the Beam engine, batches of up to 8):
+    # the same inputs and weights on this machine, in other batches, so equal to float32
+    # rounding (1e-5), not bit for bit.
+    library, clean = store.load(str(index)), built["library"]
+    order = {key: i for i, key in enumerate(clean.keys())}
+    np.testing.assert_allclose(library.embeddings,
+                               clean.embeddings[[order[key] for key in library.keys()]],
+                               **SAME_INPUT_OTHER_ROW)
+
+
 def test_an_index_refuses_other_windows(built):
     with pytest.raises(store.LibraryError, match="windows"):
         pipeline.build_index(built["folder"], built["index"], windows=Windows(size=64))
@@ -209,7 +259,7 @@ def test_helpers_library_imports_neither_beam_nor_pyarrow():
             "assert pipeline.beam_status()[0] is False\n"
             "assert pipeline.choose_engine()[0] == 'in-process'\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parent.parent)
+                          cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
 
 

@@ -65,6 +65,10 @@ def _parser():
     index.add_argument("--size", type=cli.positive_int, default=224, help="crop side in pixels")
     index.add_argument("--batch-size", type=cli.positive_int, default=8,
                        help="windows per model call")
+    index.add_argument("--rows-per-shard", type=cli.positive_int,
+                       default=pipeline.DEFAULT_ROWS_PER_SHARD,
+                       help="rows per Parquet shard; a killed run loses at most the shards "
+                            "being filled (default %(default)s)")
     index.add_argument("pipeline_args", nargs="*", metavar="BEAM_OPTION",
                        help="after --: options passed to Beam (--project, --region, "
                             "--temp_location, --requirements_file, ...)")
@@ -103,6 +107,7 @@ def _index(args) -> int:
     summary = pipeline.build_index(args.videos, args.out, model=args.model, handle=handle,
                                    windows=windows, runner=args.runner, workers=args.workers,
                                    running_mode=args.running_mode, batch_size=args.batch_size,
+                                   rows_per_shard=args.rows_per_shard,
                                    pipeline_args=args.pipeline_args, paths=paths,
                                    engine=args.engine)
     print(summary)

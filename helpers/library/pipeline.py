@@ -54,6 +54,9 @@ MODELS = ("milnce",)
 #: benchmarks/library_bench.py: see the module docstring of helpers.library). The same value
 #: as helpers.library.beam_pipeline's, kept here so the command line needs no Beam to start.
 DEFAULT_RUNNING_MODE = "multi_threading"
+#: Rows per Parquet shard by default: a few MB of 512-d float32 per file, few files per index;
+#: a kill loses at most the shards being filled (``--rows-per-shard`` sets it).
+DEFAULT_ROWS_PER_SHARD = 512
 #: The engines :func:`build_index` runs: ``auto`` is Beam when it can be imported, else
 #: in-process.
 ENGINES = ("auto", "beam", "in-process")
@@ -173,7 +176,7 @@ def choose_engine(engine: str = "auto", runner: str = "DirectRunner") -> tuple[s
 def build_index(videos, out, *, model: str = "milnce", handle: str | None = None,
                 windows: Windows = Windows(), runner: str = "DirectRunner", workers: int = 2,
                 running_mode: str = DEFAULT_RUNNING_MODE, batch_size: int = 8,
-                rows_per_shard: int = 512, pipeline_args: Iterable = (),
+                rows_per_shard: int = DEFAULT_ROWS_PER_SHARD, pipeline_args: Iterable = (),
                 paths: list[str] | None = None, engine: str = "auto",
                 module=None) -> RunSummary:
     """Embed every window of the videos in ``videos`` (a folder or glob) into the index ``out``.
