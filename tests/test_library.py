@@ -21,6 +21,7 @@ import pytest
 from helpers import milnce, video
 from helpers.library import commands, pipeline, search, store, widgets
 from helpers.library import moments as moments_
+from helpers.library import windows as windows_
 from helpers.library.windows import Windows
 from helpers.training import corpus
 
@@ -296,6 +297,26 @@ def test_search_ranks_the_clip_of_each_canonical_caption_far_above_chance(built,
     # Measured on 2 cores: RGB median rank 5, R@5 53 %; BGR 14 and 27 % (chance 15.5, 17 %).
     far_above = np.median(ranks) <= chance_median / 2 and np.mean(ranks <= 5) >= 2 * chance_r5
     assert far_above == (frames == "rgb"), (frames, np.median(ranks), np.mean(ranks <= 5))
+
+
+def test_frames_left_in_0_255_are_refused_by_the_embedding_path_not_embedded(built, tmp_path,
+                                                                            monkeypatch, capsys):
+    """The other classic slip besides BGR (above): frames as floats in 0..255, the division by
+    255 forgotten. The meaning test cannot be fooled by it, because the library's path refuses
+    such frames before the model sees them (helpers.milnce.embed_videos checks [0, 1]): so this
+    checks the error, not a fall to chance."""
+    path = built["paths"][0]
+    frames = next(windows_.iter_windows(path, WINDOWS))[3]
+    assert windows_.to_model_input(frames).max() <= 1.0  # the real scaling
+    unscaled = lambda frames: np.asarray(frames, np.float32)  # noqa: E731 - the slip
+    assert unscaled(frames).max() > 1.0  # these clips hold bright pixels: the slip shows
+    monkeypatch.setattr(windows_, "to_model_input", unscaled)
+    index = tmp_path / "index"
+    assert commands.main(["index", "--videos", str(built["folder"]), "--out", str(index),
+                          "--engine", "in-process", "--windows", "2", "--frames", "8",
+                          "--size", "32"]) == 2
+    assert "expected [0, 1]" in _one_line_error(capsys)
+    assert store.shard_paths(str(index)) == []  # nothing embedded from the bad frames
 
 
 def test_search_box_callback_shows_the_best_clips_and_a_message_for_no_query(built, model):
