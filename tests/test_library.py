@@ -1,5 +1,6 @@
-"""helpers.library: the Beam pipeline (2 local workers), exactly-once reruns, failures, search,
-the approximate index, moments in a long video, and the command line's errors.
+"""helpers.library: the Beam pipeline (2 local workers), exactly-once reruns (after simulated
+damage and after a real SIGKILL), failures, search, the approximate index, moments in a long
+video, the MMV S3D-G encoder, and the command line's errors.
 
 One index is built per module, in two runs (the first on half of the files: a run stopped
 midway), over generated clips of the training corpus's held-out concepts plus one corrupt file;
@@ -207,6 +208,73 @@ def test_the_index_command_killed_midway_and_rerun_has_every_window_exactly_once
     np.testing.assert_allclose(library.embeddings,
                                clean.embeddings[[order[key] for key in library.keys()]],
                                **SAME_INPUT_OTHER_ROW)
+
+
+def test_an_mmv_s3d_index_holds_what_helpers_mmv_gives_and_refuses_text_search(built, tmp_path,
+                                                                              capsys):
+    from helpers import mmv
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    paths = [Path(shutil.copy(p, folder / p.name)) for p in built["paths"][:4]]
+    index = tmp_path / "index"
+    # The Beam engine, 2 workers: RunInference with the library's handler of the MMV encoder.
+    assert commands.main(["index", "--videos", str(folder), "--model", "mmv-s3d", "--out",
+                          str(index), "--engine", "beam", "--workers", "2", "--windows", "2",
+                          "--frames", "8", "--size", "32"]) == 0
+    library = store.load(str(index))
+    provenance = mmv.checkpoint_provenance("s3d")  # the tiny stand-in checkpoint
+    manifest = library.manifest
+    assert (manifest["model"], manifest["weights_sha256"], manifest["embedding_dim"],
+            manifest["mode"]) == ("mmv-s3d", provenance["sha256"], 1024, "tiny")
+    for shard in store.shard_paths(str(index)):
+        table = store._read_shard(shard, ["model", "weights_sha256"]).to_pydict()
+        assert set(table["model"]) == {"mmv-s3d"}
+        assert set(table["weights_sha256"]) == {provenance["sha256"]}
+    assert len(library) == planned_windows(paths) and library.duplicates == 0
+    assert library.embeddings.shape[1] == mmv.FEATURE_DIM["s3d"]
+
+    # The same windows, sampled by helpers.video as the command lines do, through helpers.mmv.
+    encoder = mmv.load_model("s3d")
+    # Same clips, same weights, same machine, in other batches (one window per call on a CPU
+    # here, padded batches on an accelerator; batches of 3 below): float32 rounding at most,
+    # 1e-5 of the features' size.
+    scale = max(1.0, float(np.abs(library.embeddings).max()))
+    rows = {(v, round(float(s), 6)): i for i, (v, s) in
+            enumerate(zip(library.videos, library.start_s))}
+    for path in paths:
+        clips = video.eval_windows(path, num_windows=2, num_frames=8, fps=5.0, size=32)
+        expected = encoder(clips)["vid_repr"]
+        starts = video.window_starts(len(video.resample_indices(video.frame_times(path), 5.0)),
+                                     2, 8) / 5.0
+        got = library.embeddings[[rows[(str(path), round(float(s), 6))] for s in starts]]
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * scale)
+
+    # The in-process engine writes the same rows (batches of 3 here: other batch compositions).
+    alone = store.load(pipeline.build_index(folder, tmp_path / "alone", model="mmv-s3d",
+                                            windows=WINDOWS, engine="in-process",
+                                            batch_size=3).index)
+    assert alone.manifest == manifest and sorted(alone.keys()) == sorted(library.keys())
+    order = {key: i for i, key in enumerate(library.keys())}
+    np.testing.assert_allclose(alone.embeddings,
+                               library.embeddings[[order[key] for key in alone.keys()]],
+                               rtol=1e-5, atol=1e-5 * scale)
+
+    # No text tower: search by text is refused in one line naming the index, exit 2.
+    assert commands.main(["search", "--index", str(index), "--text", "a red circle"]) == 2
+    err = _one_line_error(capsys)
+    assert f"{index}: built with --model mmv-s3d" in err and "no text tower" in err
+    for refused in (lambda: search.search_text(library, None, "a red circle"),
+                    lambda: widgets.search_box(library, None)):
+        with pytest.raises(store.LibraryError, match="no text tower"):
+            refused()
+    # S3D-G packs 2x2x2 blocks of pixels: odd windows are refused before anything loads, and a
+    # MIL-NCE index cannot take MMV rows.
+    assert commands.main(["index", "--videos", str(folder), "--model", "mmv-s3d", "--out",
+                          str(tmp_path / "odd"), "--frames", "7"]) == 2
+    assert "S3D-G needs an even number of frames" in _one_line_error(capsys)
+    with pytest.raises(store.LibraryError, match="built with model 'milnce'"):
+        pipeline.build_index(folder, built["index"], model="mmv-s3d", windows=WINDOWS)
 
 
 def test_an_index_refuses_other_windows(built):
