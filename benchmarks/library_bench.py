@@ -9,10 +9,14 @@
    evaluation windows (10 windows x 16 frames at 5 fps, 224 px) by
    * the single-process path of ``python -m helpers.milnce embed --sampling windows``
      (:func:`helpers.milnce.embed_video_files`: decode a batch of videos, embed, repeat),
+   * the in-process engine of ``python -m helpers.library index --engine in-process`` (the
+     library's steps in a loop in this process, batches of 8: what runs on Colab, which has no
+     Beam),
    * the Beam pipeline on the DirectRunner with 1 worker, and with ``--workers`` (2) workers as
      threads (``multi_threading``) and as processes (``multi_processing``).
-   Each Beam run writes a fresh index, so nothing is skipped. The model is the tiny stand-in
-   (its forward pass is far cheaper than S3D's): the figures compare the runners' overheads and
+   Each library run writes a fresh index, so nothing is skipped, and loads the model itself.
+   ``--runners`` picks some of them (``cli,in-process,beam-1,beam-threads,beam-processes``).
+   The model is the tiny stand-in (its forward pass is far cheaper than S3D's): the figures compare the runners' overheads and
    parallelism on decoding and preprocessing, not MIL-NCE's speed.
 2. **Approximate index**: ``N`` synthetic 512-d unit vectors (clustered, like embeddings, and
    plain Gaussian, the worst case for a graph index), 100 queries; exact numpy search vs
@@ -26,6 +30,12 @@ Measured on the 2-core build machine, shared with another session's runs, 2026-1
   embed`` path 22.0 windows/s; Beam DirectRunner 1 worker 26.7; 2 workers as threads 42.3;
   2 workers as processes 5.1 (47 s, most of it two processes importing TensorFlow and loading
   the module). Hence ``multi_threading`` is the library's default.
+* ``--quick --only windows --runners cli,in-process,beam-threads``, later the same day, two runs
+  (load average about 5, then about 2, from other sessions): single-process ``milnce embed``
+  path 8.8 / 10.7 windows/s; the in-process engine 23.0 / 30.2; Beam 2 workers as threads
+  21.8 / 21.6. So on a busy machine the in-process engine (Colab's) keeps up with Beam's two
+  threads; the figures move by a factor of two with the machine's load, so compare runs of
+  one sitting only.
 * ``--only index --vectors 1000000``, clustered set: exact numpy 307 ms for one query, 80 ms
   per query in a batch of 100; usearch build 1,001 s (about one core free), 1.8 ms for one
   query (169x), 0.96 ms per query in a batch (83x), recall@10 0.70 at expansion_search 128.
@@ -76,7 +86,11 @@ def make_videos(folder: Path, count: int) -> list[Path]:
     return paths
 
 
-def bench_windows(record, quick: bool, workers: int = 2) -> dict:
+#: The embedding runs of the windows part, by the names ``--runners`` takes.
+RUNNERS = ("cli", "in-process", "beam-1", "beam-threads", "beam-processes")
+
+
+def bench_windows(record, quick: bool, workers: int = 2, runners=RUNNERS) -> dict:
     from helpers import milnce, video
     from helpers.library import pipeline
     from helpers.library.windows import Windows
@@ -91,29 +105,38 @@ def bench_windows(record, quick: bool, workers: int = 2) -> dict:
         module = milnce.load()
         milnce.embed_video_files(module, paths[:2], sampling="windows", progress=False)  # warm
 
-        start = time.perf_counter()
-        milnce.embed_video_files(module, paths, sampling="windows", progress=False)
-        seconds = time.perf_counter() - start
-        results["single-process CLI path"] = num_windows / seconds
-        record("library", "single process: milnce embed --sampling windows", num_windows / seconds,
-               "windows/s", f"{count} videos, {num_windows} windows, {seconds:.1f} s")
+        if "cli" in runners:
+            start = time.perf_counter()
+            milnce.embed_video_files(module, paths, sampling="windows", progress=False)
+            seconds = time.perf_counter() - start
+            results["single-process CLI path"] = num_windows / seconds
+            record("library", "single process: milnce embed --sampling windows",
+                   num_windows / seconds, "windows/s",
+                   f"{count} videos, {num_windows} windows, {seconds:.1f} s")
 
-        runs = [("DirectRunner, 1 worker (in_memory)", 1, "in_memory"),
-                (f"DirectRunner, {workers} workers, multi_threading", workers, "multi_threading"),
-                (f"DirectRunner, {workers} workers, multi_processing", workers,
-                 "multi_processing")]
-        for label, n, mode in runs:
-            out = tmp / f"index-{mode}-{n}"
+        runs = [("in-process", "in-process engine (no Beam), batches of 8", "in-process", 1,
+                 "in_memory"),
+                ("beam-1", "DirectRunner, 1 worker (in_memory)", "beam", 1, "in_memory"),
+                ("beam-threads", f"DirectRunner, {workers} workers, multi_threading", "beam",
+                 workers, "multi_threading"),
+                ("beam-processes", f"DirectRunner, {workers} workers, multi_processing", "beam",
+                 workers, "multi_processing")]
+        for name, label, engine, n, mode in runs:
+            if name not in runners:
+                continue
+            out = tmp / f"index-{name}"
             start = time.perf_counter()
             summary = pipeline.build_index(tmp / "videos", out, windows=windows, workers=n,
-                                           running_mode=mode)
+                                           running_mode=mode, engine=engine)
             seconds = time.perf_counter() - start
             assert summary.rows_written == num_windows, summary
+            assert summary.engine == engine, summary
             results[label] = num_windows / seconds
             note = f"{seconds:.1f} s wall, model loaded per run"
             if mode == "multi_processing":
                 note += " (each process imports TensorFlow and loads the module)"
-            record("library", f"Beam {label}", num_windows / seconds, "windows/s", note)
+            record("library", label if engine == "in-process" else f"Beam {label}",
+                   num_windows / seconds, "windows/s", note)
             shutil.rmtree(out, ignore_errors=True)
     return results
 
@@ -184,10 +207,10 @@ def bench_index(record, n: int, kinds=("clustered", "gaussian"), queries: int = 
 
 
 def run(record, quick: bool, vectors: int | None = None, only=("windows", "index"),
-        kinds=("clustered", "gaussian")) -> dict:
+        kinds=("clustered", "gaussian"), runners=RUNNERS) -> dict:
     results = {}
     if "windows" in only:
-        results["windows"] = bench_windows(record, quick)
+        results["windows"] = bench_windows(record, quick, runners=runners)
     if "index" in only:
         results["index"] = bench_index(record, vectors or (100_000 if quick else 1_000_000),
                                        kinds)
@@ -203,10 +226,17 @@ def main(argv=None) -> int:
     parser.add_argument("--only", default="windows,index", help="windows, index or both")
     parser.add_argument("--kinds", default="clustered,gaussian",
                         help="synthetic vector sets for the index part")
+    parser.add_argument("--runners", default=",".join(RUNNERS),
+                        help=f"embedding runs of the windows part (default all: "
+                             f"{', '.join(RUNNERS)})")
     args = parser.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
+    runners = [r.strip() for r in args.runners.split(",") if r.strip()]
+    unknown = sorted(set(runners) - set(RUNNERS))
+    if unknown:
+        parser.error(f"--runners: unknown {', '.join(unknown)}; use some of {', '.join(RUNNERS)}")
     results = run(_print_record, args.quick, args.vectors, only,
-                  tuple(k.strip() for k in args.kinds.split(",") if k.strip()))
+                  tuple(k.strip() for k in args.kinds.split(",") if k.strip()), runners)
     out = ROOT / "build" / "benchmarks"
     out.mkdir(parents=True, exist_ok=True)
     (out / "library.json").write_text(json.dumps(results, indent=1, default=str))

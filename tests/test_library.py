@@ -1,5 +1,6 @@
-"""helpers.library: the Beam pipeline (2 local workers), exactly-once reruns, failures, search,
-the approximate index, moments in a long video, and the command line's errors.
+"""helpers.library: the Beam pipeline (2 local workers), exactly-once reruns (after simulated
+damage and after a real SIGKILL), failures, search, the approximate index, moments in a long
+video, the MMV S3D-G encoder, and the command line's errors.
 
 One index is built per module, in two runs (the first on half of the files: a run stopped
 midway), over generated clips of the training corpus's held-out concepts plus one corrupt file;
@@ -7,9 +8,12 @@ most tests read it. Everything runs with the trained tiny stand-in (tiny mode, s
 """
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +22,7 @@ import pytest
 from helpers import milnce, video
 from helpers.library import commands, pipeline, search, store, widgets
 from helpers.library import moments as moments_
+from helpers.library import windows as windows_
 from helpers.library.windows import Windows
 from helpers.training import corpus
 
@@ -28,6 +33,7 @@ WINDOWS = Windows(fps=5.0, num_frames=8, num_windows=2, size=32)
 CONCEPTS = corpus.all_concepts()[::3]
 # Equal inputs in other batch rows agree to float32 rounding, not bit for bit (see test_milnce).
 SAME_INPUT_OTHER_ROW = dict(rtol=1e-5, atol=1e-5)
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def write_clips(folder: Path, channels=slice(None)) -> tuple[list[Path], list[str]]:
@@ -158,6 +164,119 @@ def test_an_interrupted_run_resumes_and_every_window_is_there_exactly_once(built
     assert pipeline.build_index(built["folder"], index, windows=WINDOWS).rows_written == 0
 
 
+def test_the_index_command_killed_midway_and_rerun_has_every_window_exactly_once(built,
+                                                                                  tmp_path):
+    """A real kill: SIGKILL the command while it writes shards, then run it again."""
+    index = tmp_path / "index"
+    # The in-process engine, one window per model call and per shard: the job writes a shard
+    # about every 60 ms after its start-up (importing TensorFlow, ~15 s on the loaded 2-core
+    # machine), so a kill after the third shard lands with some 50 windows still to go.
+    args = ["index", "--videos", str(built["folder"]), "--out", str(index), "--engine",
+            "in-process", "--windows", "2", "--frames", "8", "--size", "32", "--batch-size", "1",
+            "--rows-per-shard", "1"]
+    total = planned_windows(built["paths"])
+    with open(tmp_path / "killed.log", "w") as log:
+        child = subprocess.Popen([sys.executable, "-m", "helpers.library", *args], cwd=ROOT,
+                                 stdout=log, stderr=subprocess.STDOUT,
+                                 env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        try:
+            deadline = time.monotonic() + 120
+            while len(list((index / "shards").glob(store.SHARD_GLOB))) < 3:
+                assert child.poll() is None, \
+                    f"the command ended before the kill: {(tmp_path / 'killed.log').read_text()}"
+                assert time.monotonic() < deadline, "no shard written in 120 s"
+                time.sleep(0.005)
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait(timeout=30)
+    # Killed, not finished: it had not reached the end (where the failures file is written).
+    assert child.returncode == -signal.SIGKILL
+    assert not (index / store.FAILURES).exists()
+    at_kill = rows_of_shards(index)
+    assert 3 <= len(at_kill) < total and len(set(at_kill)) == len(at_kill)
+
+    assert commands.main(args) == 0  # the same command, run to its end
+    keys = rows_of_shards(index)  # every shard's rows, duplicates included
+    assert len(keys) == len(set(keys)) == total  # none twice, none missing ...
+    assert set(keys) == set(built["library"].keys()) and set(at_kill) <= set(keys)
+    assert [f["path"] for f in store.read_failures(str(index))] == [str(built["broken"])]
+    # ... and the embeddings of the uninterrupted run (the Beam engine, batches of up to 8):
+    # the same inputs and weights on this machine, in other batches, so equal to float32
+    # rounding (1e-5), not bit for bit.
+    library, clean = store.load(str(index)), built["library"]
+    order = {key: i for i, key in enumerate(clean.keys())}
+    np.testing.assert_allclose(library.embeddings,
+                               clean.embeddings[[order[key] for key in library.keys()]],
+                               **SAME_INPUT_OTHER_ROW)
+
+
+def test_an_mmv_s3d_index_holds_what_helpers_mmv_gives_and_refuses_text_search(built, tmp_path,
+                                                                              capsys):
+    from helpers import mmv
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    paths = [Path(shutil.copy(p, folder / p.name)) for p in built["paths"][:4]]
+    index = tmp_path / "index"
+    # The Beam engine, 2 workers: RunInference with the library's handler of the MMV encoder.
+    assert commands.main(["index", "--videos", str(folder), "--model", "mmv-s3d", "--out",
+                          str(index), "--engine", "beam", "--workers", "2", "--windows", "2",
+                          "--frames", "8", "--size", "32"]) == 0
+    library = store.load(str(index))
+    provenance = mmv.checkpoint_provenance("s3d")  # the tiny stand-in checkpoint
+    manifest = library.manifest
+    assert (manifest["model"], manifest["weights_sha256"], manifest["embedding_dim"],
+            manifest["mode"]) == ("mmv-s3d", provenance["sha256"], 1024, "tiny")
+    for shard in store.shard_paths(str(index)):
+        table = store._read_shard(shard, ["model", "weights_sha256"]).to_pydict()
+        assert set(table["model"]) == {"mmv-s3d"}
+        assert set(table["weights_sha256"]) == {provenance["sha256"]}
+    assert len(library) == planned_windows(paths) and library.duplicates == 0
+    assert library.embeddings.shape[1] == mmv.FEATURE_DIM["s3d"]
+
+    # The same windows, sampled by helpers.video as the command lines do, through helpers.mmv.
+    encoder = mmv.load_model("s3d")
+    # Same clips, same weights, same machine, in other batches (one window per call on a CPU
+    # here, padded batches on an accelerator; batches of 3 below): float32 rounding at most,
+    # 1e-5 of the features' size.
+    scale = max(1.0, float(np.abs(library.embeddings).max()))
+    rows = {(v, round(float(s), 6)): i for i, (v, s) in
+            enumerate(zip(library.videos, library.start_s))}
+    for path in paths:
+        clips = video.eval_windows(path, num_windows=2, num_frames=8, fps=5.0, size=32)
+        expected = encoder(clips)["vid_repr"]
+        starts = video.window_starts(len(video.resample_indices(video.frame_times(path), 5.0)),
+                                     2, 8) / 5.0
+        got = library.embeddings[[rows[(str(path), round(float(s), 6))] for s in starts]]
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * scale)
+
+    # The in-process engine writes the same rows (batches of 3 here: other batch compositions).
+    alone = store.load(pipeline.build_index(folder, tmp_path / "alone", model="mmv-s3d",
+                                            windows=WINDOWS, engine="in-process",
+                                            batch_size=3).index)
+    assert alone.manifest == manifest and sorted(alone.keys()) == sorted(library.keys())
+    order = {key: i for i, key in enumerate(library.keys())}
+    np.testing.assert_allclose(alone.embeddings,
+                               library.embeddings[[order[key] for key in alone.keys()]],
+                               rtol=1e-5, atol=1e-5 * scale)
+
+    # No text tower: search by text is refused in one line naming the index, exit 2.
+    assert commands.main(["search", "--index", str(index), "--text", "a red circle"]) == 2
+    err = _one_line_error(capsys)
+    assert f"{index}: built with --model mmv-s3d" in err and "no text tower" in err
+    for refused in (lambda: search.search_text(library, None, "a red circle"),
+                    lambda: widgets.search_box(library, None)):
+        with pytest.raises(store.LibraryError, match="no text tower"):
+            refused()
+    # S3D-G packs 2x2x2 blocks of pixels: odd windows are refused before anything loads, and a
+    # MIL-NCE index cannot take MMV rows.
+    assert commands.main(["index", "--videos", str(folder), "--model", "mmv-s3d", "--out",
+                          str(tmp_path / "odd"), "--frames", "7"]) == 2
+    assert "S3D-G needs an even number of frames" in _one_line_error(capsys)
+    with pytest.raises(store.LibraryError, match="built with model 'milnce'"):
+        pipeline.build_index(folder, built["index"], model="mmv-s3d", windows=WINDOWS)
+
+
 def test_an_index_refuses_other_windows(built):
     with pytest.raises(store.LibraryError, match="windows"):
         pipeline.build_index(built["folder"], built["index"], windows=Windows(size=64))
@@ -209,7 +328,7 @@ def test_helpers_library_imports_neither_beam_nor_pyarrow():
             "assert pipeline.beam_status()[0] is False\n"
             "assert pipeline.choose_engine()[0] == 'in-process'\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parent.parent)
+                          cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
 
 
@@ -246,6 +365,26 @@ def test_search_ranks_the_clip_of_each_canonical_caption_far_above_chance(built,
     # Measured on 2 cores: RGB median rank 5, R@5 53 %; BGR 14 and 27 % (chance 15.5, 17 %).
     far_above = np.median(ranks) <= chance_median / 2 and np.mean(ranks <= 5) >= 2 * chance_r5
     assert far_above == (frames == "rgb"), (frames, np.median(ranks), np.mean(ranks <= 5))
+
+
+def test_frames_left_in_0_255_are_refused_by_the_embedding_path_not_embedded(built, tmp_path,
+                                                                            monkeypatch, capsys):
+    """The other classic slip besides BGR (above): frames as floats in 0..255, the division by
+    255 forgotten. The meaning test cannot be fooled by it, because the library's path refuses
+    such frames before the model sees them (helpers.milnce.embed_videos checks [0, 1]): so this
+    checks the error, not a fall to chance."""
+    path = built["paths"][0]
+    frames = next(windows_.iter_windows(path, WINDOWS))[3]
+    assert windows_.to_model_input(frames).max() <= 1.0  # the real scaling
+    unscaled = lambda frames: np.asarray(frames, np.float32)  # noqa: E731 - the slip
+    assert unscaled(frames).max() > 1.0  # these clips hold bright pixels: the slip shows
+    monkeypatch.setattr(windows_, "to_model_input", unscaled)
+    index = tmp_path / "index"
+    assert commands.main(["index", "--videos", str(built["folder"]), "--out", str(index),
+                          "--engine", "in-process", "--windows", "2", "--frames", "8",
+                          "--size", "32"]) == 2
+    assert "expected [0, 1]" in _one_line_error(capsys)
+    assert store.shard_paths(str(index)) == []  # nothing embedded from the bad frames
 
 
 def test_search_box_callback_shows_the_best_clips_and_a_message_for_no_query(built, model):

@@ -8,8 +8,9 @@ The parts, in the order data flows through them:
 * :mod:`helpers.library.pipeline` — list files (a folder or glob, through Beam's file
   systems), sha256 each, cut windows, embed them, write Parquet shards; with Beam
   (:mod:`helpers.library.beam_pipeline`: RunInference and a model handler of ours,
-  :class:`~helpers.library.beam_pipeline.MilnceHandler`), or, where Beam is not installed
+  :class:`~helpers.library.beam_pipeline.EncoderHandler`), or, where Beam is not installed
   (Colab), the same steps (:mod:`helpers.library.steps`) in this process;
+* :mod:`helpers.library.encoders` — the models windows are embedded with (MIL-NCE, MMV S3D-G);
 * :mod:`helpers.library.store` — the index folder: manifest, shards written atomically,
   loading with de-duplication (exactly once), the failures file;
 * :mod:`helpers.library.search` — exact search with numpy, approximate with usearch;
@@ -20,8 +21,11 @@ The parts, in the order data flows through them:
 Importing :mod:`helpers.library` imports neither Beam nor pyarrow: Beam only when its engine
 runs, pyarrow when a shard is read or written (Colab preinstalls pyarrow, not Beam).
 
-Only MIL-NCE's TF-Hub module (or its tiny stand-in) is wired in as an encoder; the MMV
-backbones are left out for now (their clips are preprocessed otherwise: :mod:`helpers.mmv`).
+Two encoders (``--model``, :mod:`helpers.library.encoders`): MIL-NCE's TF-Hub module (or its
+tiny stand-in), whose text tower makes the index searchable by text, and MMV's S3D-G backbone
+(``mmv-s3d``: the ``vid_repr`` feature of :func:`helpers.mmv.load_model`, DeepMind's JAX
+checkpoint or in tiny mode its random-weight stand-in), video features without a text tower
+to search them by text (``search --text`` refuses such an index).
 
 Why Beam
 --------
@@ -39,7 +43,10 @@ Locally the DirectRunner runs ``--workers`` workers as threads of one process
 single-process ``milnce embed`` path 22 windows/s, Beam with 1 worker 27, 2 threads 42,
 2 processes 5. Decoding (PyAV) and TensorFlow release the GIL in their C++ work, so two threads
 use both cores; each worker process first imports TensorFlow and loads the module (about 40 s
-of that run on the loaded machine), which only a much longer job would pay back.
+of that run on the loaded machine), which only a much longer job would pay back. The
+in-process engine (Colab's) kept up with Beam's two threads on the same folder later that day,
+with other sessions loading the machine: 30 windows/s vs 22 (load average about 2), 23 vs 22
+(about 5); the single-process path 11 and 9.
 
 Running it on Dataflow
 ----------------------

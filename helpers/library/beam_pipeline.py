@@ -28,32 +28,43 @@ from apache_beam.ml.inference.base import (KeyedModelHandler, ModelHandler,  # n
                                            PredictionResult, RunInference)
 
 
-class MilnceHandler(ModelHandler):
-    """RunInference's model handler for the MIL-NCE TF-Hub module (or its stand-in).
+class EncoderHandler(ModelHandler):
+    """RunInference's model handler for a library encoder (:mod:`helpers.library.encoders`):
+    MIL-NCE's TF-Hub module (or its stand-in), or MMV's S3D-G on its JAX checkpoint.
 
     Examples are uint8 windows ``[T, size, size, 3]``; each prediction is the window's
-    ``video_embedding`` float32 ``[512]`` (in ``PredictionResult.inference``; the example is
-    not carried on, to keep frames out of the rest of the pipeline).
+    embedding, float32 ``[dim]`` (in ``PredictionResult.inference``; the example is not carried
+    on, to keep frames out of the rest of the pipeline). ``handle``: the weights, or None for
+    the model's default (each worker resolves it itself).
     """
 
-    def __init__(self, handle: str, batch_size: int = 8):
+    def __init__(self, handle: str | None, batch_size: int = 8, model: str = "milnce"):
         super().__init__(min_batch_size=1, max_batch_size=batch_size)
-        self._handle = str(handle)
+        self._handle = str(handle) if handle else None
         self._batch_size = batch_size
+        self._model = model
 
     def load_model(self):
-        from helpers import milnce
+        from helpers.library import encoders
 
-        return milnce.load(self._handle)
+        return encoders.get(self._model).load(self._handle)
 
     def run_inference(self, batch: Sequence[np.ndarray], model, inference_args=None):
-        return [PredictionResult(None, row) for row in steps.embed_windows(model, batch)]
+        return [PredictionResult(None, row)
+                for row in steps.embed_windows(model, batch, self._model)]
 
     def get_num_bytes(self, batch) -> int:
         return int(sum(np.asarray(x).nbytes for x in batch))  # the default pickles the batch
 
     def get_metrics_namespace(self) -> str:
-        return "helpers.library.milnce"
+        return f"helpers.library.{self._model}"
+
+
+class MilnceHandler(EncoderHandler):
+    """:class:`EncoderHandler` for MIL-NCE (the name the docs of the course use)."""
+
+    def __init__(self, handle: str | None, batch_size: int = 8):
+        super().__init__(handle, batch_size, "milnce")
 
 
 class CutWindows(beam.DoFn):
@@ -147,7 +158,8 @@ def run(paths: list[str], out: str, *, model: str, handle: str, weights: str, do
                | "Cut windows" >> beam.ParDo(CutWindows(windows, done)).with_outputs(
                    CutWindows.FAILURES, main="windows"))
         (cut.windows
-         | "Embed" >> RunInference(KeyedModelHandler(MilnceHandler(handle, batch_size)))
+         | "Embed" >> RunInference(KeyedModelHandler(EncoderHandler(handle, batch_size,
+                                                                    model)))
          | "Write shards" >> beam.ParDo(WriteShards(out, run_id, model, weights,
                                                     rows_per_shard)))
         (cut[CutWindows.FAILURES]

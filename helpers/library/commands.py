@@ -28,19 +28,25 @@ def _parser():
     sub = parser.add_subparsers(dest="command", required=True)
     index = sub.add_parser(
         "index", help="embed every window of every video of a folder into an index",
-        description="Cut each video into windows, embed them with MIL-NCE through Beam's "
-                    "RunInference, write Parquet shards. A rerun skips windows already "
-                    "written; unreadable videos go to INDEX/failures.jsonl. Beam pipeline "
-                    "options for other runners go after --. In tiny mode the module is a "
-                    "small model trained here on generated clips, not MIL-NCE.")
+        description="Cut each video into windows, embed them with MIL-NCE (or MMV's S3D-G) "
+                    "through Beam's RunInference, write Parquet shards. A rerun skips "
+                    "windows already written; unreadable videos go to INDEX/failures.jsonl. "
+                    "Beam pipeline options for other runners go after --. In tiny mode the "
+                    "MIL-NCE module is "
+                    "a small model trained here on generated clips, not MIL-NCE, and MMV's "
+                    "checkpoint a stand-in with random weights.")
     index.add_argument("--videos", required=True,
                        help="a folder of videos (searched recursively) or a glob; gs:// works "
                             "with apache-beam[gcp]")
     index.add_argument("--model", choices=pipeline.MODELS, default="milnce",
-                       help="the encoder (MMV backbones are not wired in yet)")
+                       help="the encoder: milnce (video_embedding 512-d, searchable by text) or "
+                            "mmv-s3d (MMV's S3D-G backbone feature vid_repr, 1024-d; no text "
+                            "tower: its index cannot be searched by text)")
     index.add_argument("--out", required=True, help="the index folder (created or resumed)")
     index.add_argument("--handle", default=None,
-                       help="TF-Hub handle or local SavedModel folder (default: MIL-NCE's)")
+                       help="the weights: for milnce a TF-Hub handle or local SavedModel folder "
+                            "(default: MIL-NCE's), for mmv-s3d a checkpoint pickle (default: "
+                            "the official one, or the stand-in in tiny mode)")
     index.add_argument("--runner", default="DirectRunner",
                        help="Beam runner: DirectRunner (default), DataflowRunner, FlinkRunner, ...")
     index.add_argument("--engine", choices=pipeline.ENGINES, default="auto",
@@ -65,6 +71,10 @@ def _parser():
     index.add_argument("--size", type=cli.positive_int, default=224, help="crop side in pixels")
     index.add_argument("--batch-size", type=cli.positive_int, default=8,
                        help="windows per model call")
+    index.add_argument("--rows-per-shard", type=cli.positive_int,
+                       default=pipeline.DEFAULT_ROWS_PER_SHARD,
+                       help="rows per Parquet shard; a killed run loses at most the shards "
+                            "being filled (default %(default)s)")
     index.add_argument("pipeline_args", nargs="*", metavar="BEAM_OPTION",
                        help="after --: options passed to Beam (--project, --region, "
                             "--temp_location, --requirements_file, ...)")
@@ -92,17 +102,24 @@ def _windows(args):
 
 
 def _index(args) -> int:
-    from helpers import milnce, report
-    from helpers.library import pipeline
+    from helpers import milnce, mmv, report
+    from helpers.library import encoders, pipeline
 
     windows = _windows(args)
+    encoders.get(args.model).check_windows(windows)
     paths = pipeline.list_videos(args.videos)  # before anything loads: bad input fails fast
-    handle = str(args.handle) if args.handle else milnce.default_handle()
-    if not milnce._looks_local(handle) and milnce.resolve_mode(handle) == "tiny":
-        report.banner({milnce.RESOURCE: "tiny"})
+    if args.model == "milnce":
+        handle = str(args.handle) if args.handle else milnce.default_handle()
+        if not milnce._looks_local(handle) and milnce.resolve_mode(handle) == "tiny":
+            report.banner({milnce.RESOURCE: "tiny"})
+    else:
+        handle = str(args.handle) if args.handle else None
+        if handle is None and mmv.resolve_mode("s3d") == "tiny":
+            report.banner({encoders.get(args.model).banner_resource(): "tiny"})
     summary = pipeline.build_index(args.videos, args.out, model=args.model, handle=handle,
                                    windows=windows, runner=args.runner, workers=args.workers,
                                    running_mode=args.running_mode, batch_size=args.batch_size,
+                                   rows_per_shard=args.rows_per_shard,
                                    pipeline_args=args.pipeline_args, paths=paths,
                                    engine=args.engine)
     print(summary)
@@ -113,10 +130,11 @@ def _index(args) -> int:
 
 def _search(args) -> int:
     from helpers import milnce
+    from helpers.library import encoders, store
     from helpers.library import search as searching
-    from helpers.library import store
 
     library = store.load(args.index)
+    encoders.check_text_search(library, args.index)
     if len(library) == 0:
         raise store.LibraryError(f"{args.index}: the index holds no windows yet; run index")
     handle = library.manifest["handle"]

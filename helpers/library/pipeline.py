@@ -7,7 +7,7 @@ Two engines run the same steps (:mod:`helpers.library.steps`) into the same inde
 
     paths ──Reshuffle──▶ CutWindows (sha256, plan, skip rows already written, decode) ──┬─▶ failures.jsonl
                           └─▶ ((video, digest, start, end), uint8 window)                 │
-        ──RunInference(KeyedModelHandler(MilnceHandler))──▶ embedding [512]               │
+        ──RunInference(KeyedModelHandler(EncoderHandler))──▶ embedding [512 | 1024]       │
         ──WriteShards──▶ INDEX/shards/part-<run>-<id>.parquet (temp name, then rename)    ┘
 
 * **in-process** (when Beam cannot be imported, or ``engine="in-process"``): the same
@@ -18,11 +18,12 @@ Two engines run the same steps (:mod:`helpers.library.steps`) into the same inde
 
 The files are listed on the driver (:func:`list_videos`, through Beam's ``FileSystems`` when
 Beam is there, so a ``gs://`` folder or glob works like a local one), which lets a bad
-``--videos`` fail at once. :class:`~helpers.library.beam_pipeline.MilnceHandler` is the model
+``--videos`` fail at once. :class:`~helpers.library.beam_pipeline.EncoderHandler` is the model
 handler RunInference calls: ``load_model`` once per worker process (threads of one process
 share it, Beam's ``shared.Shared``), batches of up to ``batch_size`` windows
 (``batch_elements_kwargs``), and each batch through :func:`helpers.milnce.embed_videos`, the
-function ``python -m helpers.milnce embed`` calls, so the numbers are the same.
+function ``python -m helpers.milnce embed`` calls, so the numbers are the same (or, for
+``--model mmv-s3d``, through :func:`helpers.mmv.load_model`'s encoder).
 
 Resumable: before the run the driver reads the keys already written (file digest, weights
 digest, window); windows already written are skipped without being decoded, so a rerun after a
@@ -41,19 +42,22 @@ import uuid
 from pathlib import Path
 from typing import Iterable
 
-from helpers.library import steps, store
+from helpers.library import encoders, steps, store
 from helpers.library.store import LibraryError
 from helpers.library.windows import Windows
 
 #: File name endings listed as videos (FFmpeg reads more; name them with a glob).
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".webm", ".mkv", ".gif", ".mpg", ".mpeg")
-#: The models ``--model`` accepts. MMV's backbones are not wired in yet (their clips take
-#: another preprocessing: helpers.mmv); only MIL-NCE's module is.
-MODELS = ("milnce",)
+#: The models ``--model`` accepts (:mod:`helpers.library.encoders`): MIL-NCE's module, and
+#: MMV's S3D-G backbone (video features only: no text search on its indexes).
+MODELS = encoders.NAMES
 #: How the DirectRunner runs its workers by default: threads in this process (measured in
 #: benchmarks/library_bench.py: see the module docstring of helpers.library). The same value
 #: as helpers.library.beam_pipeline's, kept here so the command line needs no Beam to start.
 DEFAULT_RUNNING_MODE = "multi_threading"
+#: Rows per Parquet shard by default: a few MB of 512-d float32 per file, few files per index;
+#: a kill loses at most the shards being filled (``--rows-per-shard`` sets it).
+DEFAULT_ROWS_PER_SHARD = 512
 #: The engines :func:`build_index` runs: ``auto`` is Beam when it can be imported, else
 #: in-process.
 ENGINES = ("auto", "beam", "in-process")
@@ -173,33 +177,35 @@ def choose_engine(engine: str = "auto", runner: str = "DirectRunner") -> tuple[s
 def build_index(videos, out, *, model: str = "milnce", handle: str | None = None,
                 windows: Windows = Windows(), runner: str = "DirectRunner", workers: int = 2,
                 running_mode: str = DEFAULT_RUNNING_MODE, batch_size: int = 8,
-                rows_per_shard: int = 512, pipeline_args: Iterable = (),
+                rows_per_shard: int = DEFAULT_ROWS_PER_SHARD, pipeline_args: Iterable = (),
                 paths: list[str] | None = None, engine: str = "auto",
                 module=None) -> RunSummary:
     """Embed every window of the videos in ``videos`` (a folder or glob) into the index ``out``.
 
     Windows already in ``out`` are skipped (same file digest, weights and window); unreadable
     videos are listed in ``out/failures.jsonl`` and the others embedded. ``paths``: the files
-    to embed, instead of listing ``videos``. ``engine``: ``auto`` (Beam when it can be
-    imported, else in-process), ``beam`` or ``in-process`` (:func:`choose_engine`); the
-    summary says which ran and why. ``module``: the loaded module of ``handle``, for the
-    in-process engine (saves loading it again; Beam's workers load their own). Returns a
-    :class:`RunSummary`. Raises :class:`LibraryError` for a missing folder, no videos, an
-    index made otherwise, or Beam asked for where it is not installed.
+    to embed, instead of listing ``videos``. ``model``: ``milnce`` or ``mmv-s3d``
+    (:mod:`helpers.library.encoders`); ``handle``: its weights (a TF-Hub handle or SavedModel
+    folder for MIL-NCE, a checkpoint pickle for MMV; default: the mode's). ``engine``:
+    ``auto`` (Beam when it can be imported, else in-process), ``beam`` or ``in-process``
+    (:func:`choose_engine`); the summary says which ran and why. ``module``: the loaded model
+    of ``handle``, for the in-process engine (saves loading it again; Beam's workers load
+    their own). Returns a :class:`RunSummary`. Raises :class:`LibraryError` for a missing folder, no videos, an
+    index made otherwise, windows the model cannot take, or Beam asked for where it is not
+    installed.
     """
-    from helpers import milnce
-
-    if model not in MODELS:
-        raise LibraryError(f"--model {model}: not supported; use one of {', '.join(MODELS)}")
+    encoder = encoders.get(model)
+    encoder.check_windows(windows)
     engine, why = choose_engine(engine, runner)
     started = time.perf_counter()
     paths = list(paths) if paths is not None else list_videos(videos)
-    handle = str(handle) if handle else milnce.default_handle()
-    weights, mode = weights_digest(handle)
+    handle = str(handle) if handle else None  # None: the model's default (each worker's own)
+    weights, mode = encoder.weights(handle)
     out = str(out) if steps.is_remote(str(out)) else os.path.abspath(str(out))
-    store.open_for_writing(out, {"format": store.FORMAT, "model": model, "handle": handle,
-                                 "mode": mode, "weights_sha256": weights,
-                                 "windows": windows.to_dict(), "embedding_dim": 512})
+    store.open_for_writing(out, {"format": store.FORMAT, "model": model,
+                                 "handle": encoder.resolve(handle), "mode": mode,
+                                 "weights_sha256": weights, "windows": windows.to_dict(),
+                                 "embedding_dim": encoder.dim})
     done_all = store.written_keys(out)
     done = {digest: {(s, e) for w, s, e in keys if w == weights}
             for digest, keys in done_all.items()}
@@ -214,7 +220,7 @@ def build_index(videos, out, *, model: str = "milnce", handle: str | None = None
                           running_mode=running_mode, batch_size=batch_size,
                           rows_per_shard=rows_per_shard, pipeline_args=pipeline_args)
     else:
-        _run_in_process(paths, out, module if module is not None else milnce.load(handle),
+        _run_in_process(paths, out, module if module is not None else encoder.load(handle),
                         model=model, weights=weights, done=done, run_id=run_id,
                         windows=windows, batch_size=batch_size, rows_per_shard=rows_per_shard)
     written = sum(_row_count(p) for p in store.shard_paths(out) if f"part-{run_id}-" in p)
@@ -230,7 +236,7 @@ def _run_in_process(paths, out, module, *, model, weights, done, run_id, windows
 
     def embed():
         if batch:
-            for key, embedding in zip(keys, steps.embed_windows(module, batch)):
+            for key, embedding in zip(keys, steps.embed_windows(module, batch, model)):
                 rows.append(steps.row(key, embedding, model, weights))
             batch.clear()
             keys.clear()

@@ -131,7 +131,11 @@ def search(library: Library, text_embedding, k: int = 5, index=None) -> list[Hit
 
 def search_text(library: Library, model, sentence: str, k: int = 5, index=None) -> list[Hit]:
     """Embed ``sentence`` with ``model`` (:func:`helpers.milnce.embed_texts`), then
-    :func:`search`."""
+    :func:`search`. Raises :class:`~helpers.library.store.LibraryError` for an index of a
+    model without a text tower (``mmv-s3d``)."""
     from helpers import milnce
+    from helpers.library import encoders
+
+    encoders.check_text_search(library)
 
     return search(library, milnce.embed_texts(model, [sentence])[0], k, index)

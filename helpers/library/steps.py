@@ -78,15 +78,15 @@ def cut_windows(path: str, windows: Windows, done: dict) -> Iterator[tuple]:
                                              f"({type(err).__name__}: {str(err)[:200]})"}
 
 
-def embed_windows(model, batch: Sequence[np.ndarray]) -> np.ndarray:
-    """uint8 windows ``[T, size, size, 3]`` -> float32 ``video_embedding [B, 512]``, through
-    :func:`helpers.milnce.embed_videos` (the function ``python -m helpers.milnce embed`` calls)."""
-    from helpers import milnce
-    from helpers.library.windows import to_model_input
+def embed_windows(model, batch: Sequence[np.ndarray], encoder: str = "milnce") -> np.ndarray:
+    """uint8 windows ``[T, size, size, 3]`` -> float32 embeddings ``[B, dim]`` with the encoder
+    called ``encoder`` (:mod:`helpers.library.encoders`): MIL-NCE's ``video_embedding``
+    through :func:`helpers.milnce.embed_videos` (the function ``python -m helpers.milnce
+    embed`` calls), or MMV S3D-G's ``vid_repr`` through :func:`helpers.mmv.load_model`'s
+    encoder."""
+    from helpers.library import encoders
 
-    clips = to_model_input(np.stack(batch))
-    return milnce.embed_videos(model, clips, batch_size=max(1, len(clips)),
-                               progress=False)["video_embedding"]
+    return encoders.get(encoder).embed(model, batch)
 
 
 def row(key: tuple, embedding, model: str, weights: str) -> dict:

@@ -62,6 +62,9 @@ class SearchBox:
                  index=None, standin=None):
         import ipywidgets
 
+        from helpers.library import encoders
+
+        encoders.check_text_search(library)  # an mmv-s3d index has no text tower
         self.library, self.model, self.k, self.size, self.fps = library, model, k, size, fps
         self.index = index if index is not None else searching.ExactIndex(library.embeddings)
         self.standin = standin
