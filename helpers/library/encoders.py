@@ -22,6 +22,8 @@ to_model_input`).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from helpers.library.store import LibraryError
@@ -42,9 +44,7 @@ class Milnce:
 
     @classmethod
     def weights(cls, handle=None) -> tuple[str, str]:
-        from helpers.library import pipeline
-
-        return pipeline.weights_digest(cls.resolve(handle))
+        return weights_digest(cls.resolve(handle))
 
     @staticmethod
     def check_windows(windows) -> None:
@@ -165,3 +165,24 @@ def check_text_search(library, index: str = "the index") -> None:
         raise LibraryError(f"{index}: built with --model {name} ({what}), which has no text "
                            f"tower to search it by text; build an index with --model milnce "
                            f"for text search")
+
+
+def weights_digest(handle: str) -> tuple[str, str]:
+    """``(sha256 over the module's files, mode)`` for a TF-Hub handle or a local folder.
+
+    The module is resolved (and, the first time in real mode, downloaded) as
+    :func:`helpers.milnce.load` does; the digest is :func:`helpers.checks.folder_digest`.
+    """
+    from helpers import checks, milnce
+
+    handle = str(handle)
+    if "://" not in handle or handle.startswith("file://"):  # a local folder (as steps.is_remote)
+        folder = Path(handle.removeprefix("file://")).expanduser()
+        if not folder.is_dir():
+            raise LibraryError(f"{folder}: the model folder does not exist")
+        return checks.folder_digest(folder), "local"
+    mode = milnce.resolve_mode(handle)
+    folder = milnce.cache_folder(handle, mode)
+    if not (folder.is_dir() and any(folder.iterdir())):
+        milnce.load(handle)  # downloads it into the cache
+    return checks.folder_digest(folder), mode

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Iterable
 
 from helpers.library import encoders, steps, store
+from helpers.library.encoders import weights_digest  # noqa: F401 - public here too
 from helpers.library.store import LibraryError
 from helpers.library.windows import Windows
 
@@ -110,27 +111,6 @@ def list_videos(source) -> list[str]:
         raise LibraryError(f"{source}: no video files there (looked for "
                            f"{', '.join(VIDEO_SUFFIXES)})")
     return paths
-
-
-def weights_digest(handle: str) -> tuple[str, str]:
-    """``(sha256 over the module's files, mode)`` for a TF-Hub handle or a local folder.
-
-    The module is resolved (and, the first time in real mode, downloaded) as
-    :func:`helpers.milnce.load` does; the digest is :func:`helpers.checks.folder_digest`.
-    """
-    from helpers import checks, milnce
-
-    handle = str(handle)
-    if not steps.is_remote(handle) or handle.startswith("file://"):
-        folder = Path(handle.removeprefix("file://")).expanduser()
-        if not folder.is_dir():
-            raise LibraryError(f"{folder}: the model folder does not exist")
-        return checks.folder_digest(folder), "local"
-    mode = milnce.resolve_mode(handle)
-    folder = milnce.cache_folder(handle, mode)
-    if not (folder.is_dir() and any(folder.iterdir())):
-        milnce.load(handle)  # downloads it into the cache
-    return checks.folder_digest(folder), mode
 
 
 # ------------------------------------------------------------------------------ the run
