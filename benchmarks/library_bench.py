@@ -16,8 +16,9 @@
      threads (``multi_threading``) and as processes (``multi_processing``).
    Each library run writes a fresh index, so nothing is skipped, and loads the model itself.
    ``--runners`` picks some of them (``cli,in-process,beam-1,beam-threads,beam-processes``).
-   The model is the tiny stand-in (its forward pass is far cheaper than S3D's): the figures compare the runners' overheads and
-   parallelism on decoding and preprocessing, not MIL-NCE's speed.
+   The model is the tiny stand-in (its forward pass is far cheaper than S3D's): the figures
+   compare the runners' overheads and parallelism on decoding and preprocessing, not MIL-NCE's
+   speed.
 2. **Approximate index**: ``N`` synthetic 512-d unit vectors (clustered, like embeddings, and
    plain Gaussian, the worst case for a graph index), 100 queries; exact numpy search vs
    usearch's HNSW: build time, query time, recall@10 against exact, speed-up per query.

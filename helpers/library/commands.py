@@ -102,20 +102,17 @@ def _windows(args):
 
 
 def _index(args) -> int:
-    from helpers import milnce, mmv, report
+    from helpers import report
     from helpers.library import encoders, pipeline
 
     windows = _windows(args)
-    encoders.get(args.model).check_windows(windows)
+    encoder = encoders.get(args.model)
+    encoder.check_windows(windows)
     paths = pipeline.list_videos(args.videos)  # before anything loads: bad input fails fast
-    if args.model == "milnce":
-        handle = str(args.handle) if args.handle else milnce.default_handle()
-        if not milnce._looks_local(handle) and milnce.resolve_mode(handle) == "tiny":
-            report.banner({milnce.RESOURCE: "tiny"})
-    else:
-        handle = str(args.handle) if args.handle else None
-        if handle is None and mmv.resolve_mode("s3d") == "tiny":
-            report.banner({encoders.get(args.model).banner_resource(): "tiny"})
+    handle = str(args.handle) if args.handle else None  # None: the model's default
+    resource = encoder.standin_resource(handle)
+    if resource:
+        report.banner({resource: "tiny"})
     summary = pipeline.build_index(args.videos, args.out, model=args.model, handle=handle,
                                    windows=windows, runner=args.runner, workers=args.workers,
                                    running_mode=args.running_mode, batch_size=args.batch_size,

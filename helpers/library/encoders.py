@@ -50,11 +50,16 @@ class Milnce:
     def check_windows(windows) -> None:
         pass  # any frame count and size
 
-    @staticmethod
-    def banner_resource() -> str:
+    @classmethod
+    def standin_resource(cls, handle=None) -> str | None:
+        """The resource to put in the tiny-mode banner when ``handle`` (None: the default)
+        resolves to the stand-in module, else None (a local folder is the user's own)."""
         from helpers import milnce
 
-        return milnce.RESOURCE
+        handle = cls.resolve(handle)
+        if not milnce._looks_local(handle) and milnce.resolve_mode(handle) == "tiny":
+            return milnce.RESOURCE
+        return None
 
     @classmethod
     def load(cls, handle=None):
@@ -93,8 +98,6 @@ class MmvS3d:
     def weights(cls, handle=None) -> tuple[str, str]:
         """``(sha256 of the checkpoint file, "real" | "tiny" | "local")``
         (:func:`helpers.mmv.checkpoint_provenance`)."""
-        from pathlib import Path
-
         from helpers import mmv
 
         if handle and not Path(handle).is_file():
@@ -113,8 +116,13 @@ class MmvS3d:
                                f"even crop size, got {', '.join(odd)}")
 
     @classmethod
-    def banner_resource(cls) -> str:
-        return f"mmv_{cls.backbone}"
+    def standin_resource(cls, handle=None) -> str | None:
+        """As :meth:`Milnce.standin_resource`: the default checkpoint in tiny mode is the
+        stand-in; a given file is the user's own."""
+        from helpers import mmv
+
+        return f"mmv_{cls.backbone}" if not handle and mmv.resolve_mode(cls.backbone) == "tiny" \
+            else None
 
     @classmethod
     def load(cls, handle=None):

@@ -170,9 +170,9 @@ def build_index(videos, out, *, model: str = "milnce", handle: str | None = None
     ``auto`` (Beam when it can be imported, else in-process), ``beam`` or ``in-process``
     (:func:`choose_engine`); the summary says which ran and why. ``module``: the loaded model
     of ``handle``, for the in-process engine (saves loading it again; Beam's workers load
-    their own). Returns a :class:`RunSummary`. Raises :class:`LibraryError` for a missing folder, no videos, an
-    index made otherwise, windows the model cannot take, or Beam asked for where it is not
-    installed.
+    their own). Returns a :class:`RunSummary`. Raises :class:`LibraryError` for a missing
+    folder, no videos, an index made otherwise, windows the model cannot take, or Beam asked
+    for where it is not installed.
     """
     encoder = encoders.get(model)
     encoder.check_windows(windows)
