@@ -58,6 +58,41 @@ def test_numba_kernel_is_bit_identical_to_numpy():
                                   frames[[2, 0, 2]].astype(np.float32) / np.float32(255))
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_numba_kernel_equals_numpy_on_random_geometries(seed):
+    """The run-based kernel (runs of consecutive source columns, padded and overwritten)
+    against the numpy path on random sizes, crops, flips and frame orders: downscales by
+    less and more than 2 (other run lengths), upscales (runs of one column), odd widths."""
+    if not kernels.AVAILABLE:
+        pytest.skip("numba not installed")
+    rng = np.random.default_rng(seed)
+    for _ in range(3):
+        height, width = (int(v) for v in rng.integers(20, 200, 2))
+        frames = rng.integers(0, 256, (4, height, width, 3), dtype=np.uint8)
+        min_resize = int(rng.integers(8, 160))
+        size = sm.resized_size(height, width, min_resize)
+        crop = int(rng.integers(1, min(size) + 1))
+        offset = (int(rng.integers(0, size[0] - crop + 1)), int(rng.integers(0, size[1] - crop + 1)))
+        flip = bool(rng.integers(0, 2))
+        index = rng.integers(0, 4, 5)
+        want = sm.resize_and_crop(frames[index], min_resize, crop, offset, flip=flip,
+                                  dtype=np.uint8, fast=False)
+        got = sm.resize_and_crop(frames[index], min_resize, crop, offset, flip=flip,
+                                 dtype=np.uint8, fast=True)
+        np.testing.assert_array_equal(got, want)
+        if size != (height, width):  # the kernel's own index / out arguments
+            rows = sm._bilinear_weights(height, size[0], np.arange(offset[0], offset[0] + crop))
+            cols = sm._bilinear_weights(width, size[1], np.arange(offset[1], offset[1] + crop))
+            out = np.empty_like(want)
+            kernels.crop_resize(frames, rows, cols, flip=flip, dtype=np.uint8, index=index,
+                                out=out)
+            np.testing.assert_array_equal(out, want)
+    grey = rng.integers(0, 256, (2, 50, 90, 1), dtype=np.uint8)  # another channel count
+    np.testing.assert_array_equal(
+        sm.resize_and_crop(grey, 40, 40, (0, 7), flip=True, dtype=np.uint8, fast=True),
+        sm.resize_and_crop(grey, 40, 40, (0, 7), flip=True, dtype=np.uint8, fast=False))
+
+
 class StoredLike:
     def __init__(self, frames, name="v_X_g01_c01"):
         self._frames, self.name = frames, name
