@@ -207,39 +207,51 @@ def _runs(low, high, channels: int, width: int):
     return tuple(v.astype(np.uint64) for v in (out_at, low_at, high_at, lengths))
 
 
-def crop_resize(frames: np.ndarray, rows: tuple, cols: tuple, flip: bool = False,
-                dtype=np.float32, index=None, out=None) -> np.ndarray:
+def plan(rows: tuple, cols: tuple, channels: int, width: int) -> tuple:
+    """The kernel's geometry arguments for these output rows / columns (reusable: see
+    :func:`crop_resize`). ``width``: the source frames' width."""
+    y_low, y_high, y_lerp = rows
+    x_low, x_high, x_lerp = cols
+    # One slot per (column, channel): the inner loops run along a row of interleaved RGB.
+    return (np.ascontiguousarray(y_low, np.int64), np.ascontiguousarray(y_high, np.int64),
+            np.ascontiguousarray(y_lerp, np.float32), *_runs(x_low, x_high, channels, width),
+            np.repeat(np.asarray(x_lerp, np.float32), channels), channels, width)
+
+
+def crop_resize(frames: np.ndarray, rows: tuple = None, cols: tuple = None, flip: bool = False,
+                dtype=np.float32, index=None, out=None, geometry: tuple = None) -> np.ndarray:
     """Resize-and-crop ``[N, H, W, C] uint8`` frames at the given output positions.
 
     ``rows`` / ``cols``: ``(low, high, lerp)`` as :func:`helpers.ucf101.sampling._bilinear_weights`
-    returns them for the wanted output rows / columns. ``flip``: mirror the frames left-right
-    before resizing. ``dtype``: ``float32`` (``uint8 / 255``) or ``uint8``. ``index``: resize
-    frames ``frames[index]`` (without gathering them first); default all. ``out``: a
-    C-contiguous uint8 array ``[T, h, w, C]`` to write into (``dtype`` uint8 only).
+    returns them for the wanted output rows / columns, or ``geometry``: what :func:`plan`
+    returns for them (the same for every call with the same crop: computing it costs ~40 us
+    of Python under the GIL, which decoding threads compete for). ``flip``: mirror the
+    frames left-right before resizing. ``dtype``: ``float32`` (``uint8 / 255``) or ``uint8``.
+    ``index``: resize frames ``frames[index]`` (without gathering them first); default all.
+    ``out``: a C-contiguous uint8 array ``[T, h, w, C]`` to write into (``dtype`` uint8 only).
     """
     if not AVAILABLE:
         raise RuntimeError("numba is not installed: use helpers.ucf101.sampling's numpy path")
     frames = np.ascontiguousarray(frames, dtype=np.uint8)
     count, height, width, channels = frames.shape
+    if geometry is None:
+        geometry = plan(rows, cols, channels, width)
+    *arguments, slot_lerp, plan_channels, plan_width = geometry
+    if (plan_channels, plan_width) != (channels, width):
+        raise ValueError(f"geometry made for {plan_width} x {plan_channels}-channel frames, "
+                         f"got {width} x {channels}")
     index = np.arange(count, dtype=np.int64) if index is None \
         else np.asarray(index, dtype=np.int64).reshape(-1)
     if index.size and (index.min() < 0 or index.max() >= count):
         raise IndexError(f"frame index out of range 0..{count - 1}")
-    y_low, y_high, y_lerp = rows
-    x_low, x_high, x_lerp = cols
-    shape = (len(index), len(y_low), len(x_low), channels)
+    shape = (len(index), len(arguments[0]), len(slot_lerp) // channels, channels)
     if out is None:
         out = np.empty(shape, dtype=np.uint8)
     elif out.shape != shape or out.dtype != np.uint8 or not out.flags.c_contiguous \
             or np.dtype(dtype) != np.uint8:
         raise ValueError(f"out must be C-contiguous uint8 {shape}, got {out.dtype} {out.shape}")
-    # One slot per (column, channel): the inner loops run along a row of interleaved RGB.
-    runs = _runs(x_low, x_high, channels, width)
-    slot_lerp = np.repeat(np.asarray(x_lerp, np.float32), channels)
-    _get("resize")(frames.reshape(count, height, width * channels), index,
-                   np.asarray(y_low, np.int64), np.asarray(y_high, np.int64),
-                   np.ascontiguousarray(y_lerp, np.float32), *runs, slot_lerp, bool(flip),
-                   channels, out.reshape(shape[0], shape[1], -1),
+    _get("resize")(frames.reshape(count, height, width * channels), index, *arguments,
+                   slot_lerp, bool(flip), channels, out.reshape(shape[0], shape[1], -1),
                    np.empty((2, len(slot_lerp)), dtype=np.float32),
                    np.empty((height if flip else 1, width * channels), dtype=np.uint8))
     if np.dtype(dtype) == np.uint8:
