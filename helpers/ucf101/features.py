@@ -446,8 +446,8 @@ def _run(videos, pending, n, sampling, protocol, encoder_fn, batch_size, workers
             batch, arrays = got
             count = len(batch)
             if clip_input == "float":
-                if unit_batch is None:
-                    unit_batch = np.empty(arrays[0].shape, np.float32)
+                if unit_batch is None:  # from the pool too: reused as the batch arrays are
+                    unit_batch = buffers.take(arrays[0].shape, np.float32, stop)
                 to_unit_float(arrays[0], out=unit_batch)
                 buffers.give(arrays)
                 arrays = (unit_batch,)
@@ -484,4 +484,6 @@ def _run(videos, pending, n, sampling, protocol, encoder_fn, batch_size, workers
         bar.close()
         flush()  # videos completed before an error are kept
         thread.join(timeout=30)
+        if unit_batch is not None:
+            buffers.give([unit_batch])
     return results
