@@ -429,13 +429,7 @@ def test_clips(video, protocol: Protocol = MMV_PROTOCOL, windows=None, output: s
     :func:`train_clips`.
     """
     _check_output(output)
-    indices = test_window_indices(video.num_frames, protocol.test_windows, protocol.num_frames,
-                                  protocol.stride)
-    unique, inverse = np.unique(indices, return_inverse=True)
-    inverse = inverse.reshape(indices.shape)
-    if windows is not None:
-        inverse = inverse[np.asarray(windows)]
-    build = _test_frames(video, protocol, unique, raw=output == "raw")
+    build, inverse = test_clip_frames(video, protocol, windows, raw=output == "raw")
     try:  # the frames are read here only (every result below is a copy), then handed back
         processed = build.processed
         if output == "raw":
@@ -448,6 +442,27 @@ def test_clips(video, protocol: Protocol = MMV_PROTOCOL, windows=None, output: s
         return to_unit_float(processed, inverse, out=out)
     finally:
         _release(build)
+
+
+def test_clip_frames(video, protocol: Protocol = MMV_PROTOCOL, windows=None, raw: bool = False):
+    """The frames of :func:`test_clips` without gathering the clips: ``(frames, index)`` with
+    ``frames.processed[index]`` the clips' uint8 grey levels (``raw``: decoded frames),
+    ``index`` ``[W, T]``. Hand ``frames`` back with :func:`release_test_frames` once read (its
+    array is then reused); e.g. ``to_unit_float(frames.processed, index, out=...)`` gathers
+    and divides in one pass.
+    """
+    indices = test_window_indices(video.num_frames, protocol.test_windows, protocol.num_frames,
+                                  protocol.stride)
+    unique, inverse = np.unique(indices, return_inverse=True)
+    inverse = inverse.reshape(indices.shape)
+    if windows is not None:
+        inverse = inverse[np.asarray(windows)]
+    return _test_frames(video, protocol, unique, raw=raw), inverse
+
+
+def release_test_frames(frames) -> None:
+    """Hand back what :func:`test_clip_frames` returned (once per call)."""
+    _release(frames)
 
 
 _recent_lock = threading.Lock()
