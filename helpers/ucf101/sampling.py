@@ -472,7 +472,7 @@ _building: dict = {}
 #: Videos whose test frames are kept (resized: about 25 MB each at the published protocol).
 RECENT_VIDEOS = 8
 #: Frames per piece of work when threads share the building of one video's test frames.
-CHUNK_FRAMES = 8
+CHUNK_FRAMES = 16
 #: Arrays of test frames no longer kept nor read, reused for the next videos' (at most
 #: ``SPARE_ARRAYS``): a fresh 25-75 MB array page-faults on first write, which on the
 #: benchmark machine cost up to half as much as decoding the video (measured).
