@@ -2,7 +2,7 @@
 
 A frame store of 320x240 videos (mini-UCF stand-ins at UCF101's size and length) goes through
 ``extract_features`` with an encoder that does nothing, so only decoding and the protocol's
-sampling are timed, with 2 decoding threads. While it runs, every ``frames()`` call is logged;
+sampling are timed, with 2 decoding threads. While it runs, every decoding call is logged;
 the decode limit is then Pillow decoding exactly those JPEGs (bytes read beforehand) on the same
 number of threads. The machine is shared with other sessions, so the runs alternate, round by
 round, and each figure is the median of its rounds: the ratio compares like with like.
@@ -69,16 +69,16 @@ def _pipeline(store, names, sampling, protocol, clip_input, workers, log=None, w
     sm.forget_test_frames(sm.RECENT_VIDEOS + 2 if warm is not None else 0)
     zeros = np.zeros((8, 1), np.float32)
     encoder = (lambda frames, params: zeros) if clip_input == "raw" else (lambda clips: zeros)
-    original = StoredVideo.frames
+    original = StoredVideo.decoded  # what frames() and the resize's reads decode through
     original_buffers = features._Buffers
     if warm is not None:
         features._Buffers = warm
     if log is not None:
-        def logged(self, indices=None, out=None):
-            log.append((self, np.unique(indices)))
-            return original(self, indices, out=out)
+        def logged(self, indices):
+            log.append((self, np.asarray(indices)))
+            return original(self, indices)
 
-        StoredVideo.frames = logged
+        StoredVideo.decoded = logged
     try:
         start = time.perf_counter()
         extract_features(store, names, encoder, "bench-noop", sampling=sampling,
@@ -86,7 +86,7 @@ def _pipeline(store, names, sampling, protocol, clip_input, workers, log=None, w
                          progress=False, clip_input=clip_input)
         return time.perf_counter() - start
     finally:
-        StoredVideo.frames = original
+        StoredVideo.decoded = original
         features._Buffers = original_buffers
 
 

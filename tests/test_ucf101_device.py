@@ -180,3 +180,84 @@ def test_train_clips_equal_clip_by_clip_on_both_strategies(fast, length, shared,
     assert (widths == [85, 85]) if shared else (widths == [None] * 10)  # 120x160 -> 64x85
     for k in passes:
         np.testing.assert_array_equal(clips[k], sm.train_clip(video, k, protocol))
+
+
+def _jpeg_video(path, frames):
+    import io
+
+    from PIL import Image
+
+    from helpers.ucf101 import store as st
+
+    jpegs = []
+    for frame in frames:
+        buffer = io.BytesIO()
+        Image.fromarray(frame).save(buffer, format="JPEG", quality=90)
+        jpegs.append(buffer.getvalue())
+    return st.StoredVideo(st.write_container(path, jpegs))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_stored_clips_equal_the_numpy_reference_on_both_protocols(seed, tmp_path, monkeypatch):
+    """Stored JPEG frames at UCF101's size and the published geometry (240x320 -> 224x298,
+    224 crops; 8 frames a clip to stay fast): the kernel path (decoded frames read where the
+    decoder left them, test frames built in chunks, float clips gathered and divided in one
+    pass) against the numpy path, which tests/test_ucf101_tf_reference.py pins to
+    tf.image.resize. Training clips with the protocol seeded three ways (crops, flips)."""
+    if not kernels.AVAILABLE:
+        pytest.skip("numba not installed")
+    video = _jpeg_video(tmp_path / f"v_Seed{seed}_g01_c01.jpgs",
+                        textured(num=30 + 9 * seed, seed=seed))
+    protocol = sm.MMV_PROTOCOL.replace(num_frames=8, seed=seed)
+    draws = [sm.train_draw(video.name, k, video.num_frames, (240, 320), protocol)
+             for k in range(10)]
+    assert {d.flip for d in draws} == {False, True}
+
+    def clips():
+        sm.forget_test_frames()  # nothing kept from the other path
+        return [sm.train_clips(video, range(10), protocol, output=output) for output in
+                ("float", "uint8")] + [sm.test_clips(video, protocol, output=output) for
+                                       output in ("float", "uint8")] + [
+                sm.test_clips(video, protocol, windows=[7, 2])]
+
+    fast = clips()
+    monkeypatch.setattr(kernels, "AVAILABLE", False)
+    for got, want in zip(fast, clips()):
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+
+
+def test_extraction_clips_equal_the_numpy_reference(store, monkeypatch):
+    """What the encoder receives from extract_features (two threads, batches straddling
+    videos, the last one padded) equals the clips built one video at a time on the numpy
+    path, for both protocols."""
+    from test_ucf101_features import PROTOCOL
+
+    from helpers.ucf101.features import extract_features
+
+    if not kernels.AVAILABLE:
+        pytest.skip("numba not installed")
+    names = store.names()[:5]
+
+    def received(sampling):
+        seen = []
+
+        def encoder(clips):
+            seen.append(np.array(clips))
+            return np.zeros((len(clips), 1), np.float32)
+
+        sm.forget_test_frames()
+        extract_features(store, names, encoder, "record", sampling=sampling, protocol=PROTOCOL,
+                         cache_dir=None, batch_size=3, workers=2, progress=False)
+        return np.concatenate(seen)
+
+    got = {sampling: received(sampling) for sampling in ("train", "test")}
+    monkeypatch.setattr(kernels, "AVAILABLE", False)
+    sm.forget_test_frames()
+    for sampling, build in (("train", lambda v: sm.train_clips(v, range(3), PROTOCOL)),
+                            ("test", lambda v: sm.test_clips(v, PROTOCOL))):
+        want = np.concatenate([build(store.video(name)) for name in names])
+        count = len(want)
+        np.testing.assert_array_equal(got[sampling][:count], want)
+        np.testing.assert_array_equal(got[sampling][count:], want[-1:].repeat(
+            len(got[sampling]) - count, axis=0))  # the padding repeats the last clip

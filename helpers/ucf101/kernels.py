@@ -35,6 +35,7 @@ import numpy as np
 
 try:  # pragma: no cover - which branch runs depends on the environment
     import numba
+    import numba.extending
 except ImportError:  # pragma: no cover
     numba = None
 
@@ -71,9 +72,10 @@ def _reverse_pixels(source, target, channels):
         c += one
 
 
-def _resize_kernel(frames, index, y_low, y_high, y_lerp, run_out, run_low, run_high, run_len,
-                   x_lerp, flip, channels, out, rows, flipped):
-    """frames [N, H, W*C] uint8, frames ``index`` [T] -> out [T, h, w*C] uint8.
+def _resize_kernel(addresses, height, row_bytes, index, y_low, y_high, y_lerp, run_out, run_low,
+                   run_high, run_len, x_lerp, flip, channels, out, rows, flipped):
+    """Frames ``index`` [T] -> out [T, h, w*C] uint8; frame ``k`` is the C-contiguous
+    ``[height, row_bytes]`` uint8 array at address ``addresses[k]`` (the caller keeps it alive).
 
     ``run_*`` (uint64): the output slots ``[run_out, run_out + run_len)`` of each run read the
     source slots from ``run_low`` (left pixel) and ``run_high`` (right pixel) on, contiguously
@@ -89,7 +91,7 @@ def _resize_kernel(frames, index, y_low, y_high, y_lerp, run_out, run_low, run_h
     runs = run_out.shape[0]
     one = np.uint64(1)
     for t in range(count):
-        frame = frames[index[t]]
+        frame = numba.carray(_pointer(addresses[index[t]]), (height, row_bytes))
         if flip:  # the whole frame at once (per source row inside the loop measured slower)
             for r in range(frame.shape[0]):
                 _reverse_pixels(frame[r], flipped[r], channels)
@@ -155,6 +157,16 @@ def _jit(function):
 if AVAILABLE:  # called from the resize kernel, so it must be a compiled function too
     _reverse_pixels = _jit(_reverse_pixels)
 
+    @numba.extending.intrinsic
+    def _pointer(typingctx, address):
+        """int64 address -> uint8 pointer (for ``numba.carray``)."""
+        pointer = numba.types.CPointer(numba.types.uint8)
+
+        def codegen(context, builder, signature, args):
+            return builder.inttoptr(args[0], context.get_value_type(pointer))
+
+        return pointer(numba.types.int64), codegen
+
 
 def _get(name):
     if name not in _compiled:
@@ -218,22 +230,37 @@ def plan(rows: tuple, cols: tuple, channels: int, width: int) -> tuple:
             np.repeat(np.asarray(x_lerp, np.float32), channels), channels, width)
 
 
-def crop_resize(frames: np.ndarray, rows: tuple = None, cols: tuple = None, flip: bool = False,
+def crop_resize(frames, rows: tuple = None, cols: tuple = None, flip: bool = False,
                 dtype=np.float32, index=None, out=None, geometry: tuple = None) -> np.ndarray:
     """Resize-and-crop ``[N, H, W, C] uint8`` frames at the given output positions.
 
-    ``rows`` / ``cols``: ``(low, high, lerp)`` as :func:`helpers.ucf101.sampling._bilinear_weights`
-    returns them for the wanted output rows / columns, or ``geometry``: what :func:`plan`
-    returns for them (the same for every call with the same crop: computing it costs ~40 us
-    of Python under the GIL, which decoding threads compete for). ``flip``: mirror the
-    frames left-right before resizing. ``dtype``: ``float32`` (``uint8 / 255``) or ``uint8``.
-    ``index``: resize frames ``frames[index]`` (without gathering them first); default all.
-    ``out``: a C-contiguous uint8 array ``[T, h, w, C]`` to write into (``dtype`` uint8 only).
+    ``frames``: an array, or a list of ``[H, W, C]`` C-contiguous uint8 arrays (the decoder's
+    own arrays: read where they are, without copying them into one array first, which cost
+    6-8 % of test extraction, measured). ``rows`` / ``cols``: ``(low, high, lerp)`` as
+    :func:`helpers.ucf101.sampling._bilinear_weights` returns them for the wanted output rows
+    / columns, or ``geometry``: what :func:`plan` returns for them (the same for every call
+    with the same crop: computing it costs ~40 us of Python under the GIL, which decoding
+    threads compete for). ``flip``: mirror the frames left-right before resizing. ``dtype``:
+    ``float32`` (``uint8 / 255``) or ``uint8``. ``index``: resize frames ``frames[index]``
+    (without gathering them first); default all. ``out``: a C-contiguous uint8 array
+    ``[T, h, w, C]`` to write into (``dtype`` uint8 only).
     """
     if not AVAILABLE:
         raise RuntimeError("numba is not installed: use helpers.ucf101.sampling's numpy path")
-    frames = np.ascontiguousarray(frames, dtype=np.uint8)
-    count, height, width, channels = frames.shape
+    if isinstance(frames, np.ndarray):
+        frames = np.ascontiguousarray(frames, dtype=np.uint8)
+        count, height, width, channels = frames.shape
+        addresses = frames.ctypes.data + np.arange(count, dtype=np.int64) * (frames[0].size
+                                                                            if count else 0)
+    else:
+        count = len(frames)
+        height, width, channels = frames[0].shape
+        for frame in frames:
+            if frame.shape != (height, width, channels) or frame.dtype != np.uint8 \
+                    or not frame.flags.c_contiguous:
+                raise ValueError(f"frames must be C-contiguous uint8 {(height, width, channels)}"
+                                 f", got {frame.dtype} {frame.shape}")
+        addresses = np.array([frame.ctypes.data for frame in frames], dtype=np.int64)
     if geometry is None:
         geometry = plan(rows, cols, channels, width)
     *arguments, slot_lerp, plan_channels, plan_width = geometry
@@ -250,8 +277,8 @@ def crop_resize(frames: np.ndarray, rows: tuple = None, cols: tuple = None, flip
     elif out.shape != shape or out.dtype != np.uint8 or not out.flags.c_contiguous \
             or np.dtype(dtype) != np.uint8:
         raise ValueError(f"out must be C-contiguous uint8 {shape}, got {out.dtype} {out.shape}")
-    _get("resize")(frames.reshape(count, height, width * channels), index, *arguments,
-                   slot_lerp, bool(flip), channels, out.reshape(shape[0], shape[1], -1),
+    _get("resize")(addresses, height, width * channels, index, *arguments, slot_lerp,
+                   bool(flip), channels, out.reshape(shape[0], shape[1], -1),
                    np.empty((2, len(slot_lerp)), dtype=np.float32),
                    np.empty((height if flip else 1, width * channels), dtype=np.uint8))
     if np.dtype(dtype) == np.uint8:

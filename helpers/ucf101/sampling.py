@@ -223,17 +223,18 @@ def resize_and_crop(frames: np.ndarray, min_resize: int, crop_size: int,
     bit); default: when Numba is installed. ``width``: the crop's width, if not ``crop_size``
     (``crop_size`` is then its height). ``index``: use frames ``frames[index]`` (the kernel
     reads them in place instead of gathering a copy). ``out``: a C-contiguous array of the
-    result's shape and ``dtype`` to write into. Returns ``[T, crop, crop (or width), 3]``.
+    result's shape and ``dtype`` to write into. ``frames`` may also be a list of ``[H, W, 3]``
+    arrays (as a decoder returns them). Returns ``[T, crop, crop (or width), 3]``.
     """
     crop_w = crop_size if width is None else width
-    height, width = frames.shape[1:3]
+    height, width, channels = frames[0].shape
     size = resized_size(height, width, min_resize)
     oy, ox = offset
     if oy < 0 or ox < 0 or oy + crop_size > size[0] or ox + crop_w > size[1]:
         raise ValueError(f"crop {crop_size}x{crop_w} at {offset} does not fit in the resized "
                          f"{size}")
     if size != (height, width) and (kernels.AVAILABLE if fast is None else fast):
-        geometry = _kernel_geometry(height, width, frames.shape[3], size, (int(oy), int(ox)),
+        geometry = _kernel_geometry(height, width, channels, size, (int(oy), int(ox)),
                                     crop_size, crop_w)
         if np.dtype(dtype) == np.uint8:
             return kernels.crop_resize(frames, flip=flip, dtype=np.uint8, index=index, out=out,
@@ -241,6 +242,8 @@ def resize_and_crop(frames: np.ndarray, min_resize: int, crop_size: int,
         greys = kernels.crop_resize(frames, flip=flip, dtype=np.uint8, index=index,
                                     geometry=geometry)
         return to_unit_float(greys, out=out)
+    if not isinstance(frames, np.ndarray):  # a list: the numpy path wants one array
+        frames = np.stack(frames)
     if index is not None:
         frames = frames[np.asarray(index)]
     source = frames[:, :, ::-1] if flip else frames
@@ -355,9 +358,9 @@ def train_clips(video, passes, protocol: Protocol = MMV_PROTOCOL, output: str = 
     draws = [train_draw(video.name, k, video.num_frames, (video.height, video.width), protocol)
              for k in passes]
     unique, inverse = np.unique(np.concatenate([d.indices for d in draws]), return_inverse=True)
-    frames = video.frames(unique)
     inverse = inverse.reshape(len(draws), -1)
     if output == "raw":
+        frames = video.frames(unique)
         params = np.array([[d.crop_offset[0], d.crop_offset[1], int(d.flip)] for d in draws],
                           dtype=np.int32)
         return _into(out, (frames, params), inverse)
@@ -366,6 +369,7 @@ def train_clips(video, passes, protocol: Protocol = MMV_PROTOCOL, output: str = 
     # each distinct frame once per flip and slicing the crops costs less than resizing every
     # clip's crop; otherwise (clips spread over a long video) it costs more (wider frames,
     # one more copy). Pick the cheaper by the number of output pixels. Same pixels either way.
+    frames = _decoded(video, unique)
     # uint8 clips are built straight into ``out`` (a batch's slice), float ones then divided.
     greys = out if output == "uint8" and out is not None \
         else np.empty((len(draws),) + protocol.clip_shape(), dtype=np.uint8)
@@ -599,10 +603,8 @@ class _TestBuild:
         if self.raw:
             _decode(self.video, self.unique[chunk], target)
             return
-        frames = _decode(self.video, self.unique[chunk], _scratch(
-            (len(target), self.video.height, self.video.width, 3)))
-        resize_and_crop(frames, self.protocol.min_resize, self.protocol.crop_size, self.offset,
-                        dtype=np.uint8, out=target)
+        resize_and_crop(_decoded(self.video, self.unique[chunk]), self.protocol.min_resize,
+                        self.protocol.crop_size, self.offset, dtype=np.uint8, out=target)
 
 
 def _spare(size: int) -> np.ndarray:
@@ -614,19 +616,6 @@ def _spare(size: int) -> np.ndarray:
     return np.empty(size + size // 8, dtype=np.uint8)
 
 
-_local = threading.local()
-
-
-def _scratch(shape) -> np.ndarray:
-    """A uint8 array of ``shape`` reused by this thread (the decoded frames of a chunk, which
-    the resize reads at once): fresh memory page-faults on first write."""
-    size = int(np.prod(shape))
-    buffer = getattr(_local, "buffer", None)
-    if buffer is None or buffer.size < size:
-        buffer = _local.buffer = np.empty(size, dtype=np.uint8)
-    return buffer[:size].reshape(shape)
-
-
 def _decode(video, indices: np.ndarray, out: np.ndarray) -> np.ndarray:
     """``video.frames(indices)`` (distinct, sorted) written into ``out``: in place for a stored
     video, copied for other video-like objects."""
@@ -636,3 +625,13 @@ def _decode(video, indices: np.ndarray, out: np.ndarray) -> np.ndarray:
         return video.frames(indices, out=out)
     np.copyto(out, video.frames(indices))
     return out
+
+
+def _decoded(video, indices: np.ndarray):
+    """``video.frames(indices)`` (distinct, sorted) for the resize: a stored video's decoded
+    frames as a list when the kernel reads them in place, else one array."""
+    from helpers.ucf101.store import StoredVideo
+
+    if isinstance(video, StoredVideo) and kernels.AVAILABLE:
+        return video.decoded(indices)
+    return video.frames(indices)

@@ -342,6 +342,20 @@ class StoredVideo:
             span = handle.read(int(end - begin))
         return [span[self.offsets[i] - begin: self.offsets[i + 1] - begin] for i in indices]
 
+    def decoded(self, indices) -> list[np.ndarray]:
+        """Decode frames ``indices`` -> one ``[H, W, 3] uint8`` array each (read-only: the
+        decoder's own), for a reader that needs no single array (the resize kernel)."""
+        decode = decode_jpeg_pillow if self.decoder == "pillow" else decode_jpeg_tensorflow
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        arrays = []
+        for index, jpeg in zip(indices, self.jpegs(indices)):
+            array = decode(jpeg)
+            if array.shape != (self.height, self.width, 3):
+                raise StoreError(f"{self.path}: frame {index} is {array.shape[:2]}, "
+                                 f"not {(self.height, self.width)}")
+            arrays.append(array)
+        return arrays
+
     def frames(self, indices=None, out=None) -> np.ndarray:
         """Decode frames ``indices`` (default: all) -> ``[N, H, W, 3] uint8`` RGB.
 
@@ -351,7 +365,6 @@ class StoredVideo:
         samplers ask for), e.g. a reused buffer: fresh memory costs a page fault per 4 KB on
         first write, on the benchmark machine as much as a tenth of the decoding.
         """
-        decode = decode_jpeg_pillow if self.decoder == "pillow" else decode_jpeg_tensorflow
         if indices is None:
             indices = np.arange(self.num_frames)
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
@@ -364,11 +377,7 @@ class StoredVideo:
                 or not out.flags.c_contiguous:
             raise ValueError(f"out must be C-contiguous uint8 {shape} and the indices distinct "
                              f"and sorted, got {out.dtype} {out.shape}")
-        for row, jpeg in enumerate(self.jpegs(unique)):
-            array = decode(jpeg)
-            if array.shape != out.shape[1:]:
-                raise StoreError(f"{self.path}: frame {unique[row]} is {array.shape[:2]}, "
-                                 f"not {out.shape[1:3]}")
+        for row, array in enumerate(self.decoded(unique)):
             out[row] = array
         if distinct:
             return out  # already distinct and sorted (what the samplers ask for): no copy
