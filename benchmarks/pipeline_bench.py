@@ -3,15 +3,19 @@
 A frame store of 320x240 videos (mini-UCF stand-ins at UCF101's size and length) goes through
 ``extract_features`` with an encoder that does nothing, so only decoding and the protocol's
 sampling are timed, with 2 decoding threads. While it runs, every decoding call is logged;
-the decode limit is then Pillow decoding exactly those JPEGs (bytes read beforehand) on the same
-number of threads. The machine is shared with other sessions, so the runs alternate, round by
-round, and each figure is the median of its rounds: the ratio compares like with like.
+the decode limit is then the pipeline's own decoder (``store.decode_jpeg_pillow``) decoding
+exactly those JPEGs (bytes read beforehand), in the same jobs, on the same number of threads,
+each frame dropped once decoded. The machine is shared with other sessions, so the runs
+alternate, round by round, and each figure is the median of its rounds: the ratio compares
+like with like. (The training frames counted are those decoded: a video's 10 clips fall in two
+batches of 8, each decoding the frames of its own clips, so some are decoded twice; that
+counts on both sides.)
 
 Rates are steady-state rates. A long extraction reuses its batch arrays (about 350 MB at the
 published protocol: the pool of uint8 batches and the float batch); these short runs (15
 batches) would pay their first touch in every call, which on the benchmark machine took
 0.02-1.4 s per call, depending on the kernel's huge pages (measured), as much as the whole
-decoding and at random. So the runs share one pool of batch arrays (:class:`_WarmBuffers`),
+decoding and at random. So the runs share one pool of batch arrays (:func:`_warm_buffers`),
 warmed by a first run, and the cost of fresh arrays is reported on its own row. Everything
 the pipeline allocates per video stays in the timing.
 
