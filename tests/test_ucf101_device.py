@@ -72,7 +72,8 @@ def test_numba_kernel_equals_numpy_on_random_geometries(seed):
         min_resize = int(rng.integers(8, 160))
         size = sm.resized_size(height, width, min_resize)
         crop = int(rng.integers(1, min(size) + 1))
-        offset = (int(rng.integers(0, size[0] - crop + 1)), int(rng.integers(0, size[1] - crop + 1)))
+        offset = (int(rng.integers(0, size[0] - crop + 1)),
+                  int(rng.integers(0, size[1] - crop + 1)))
         flip = bool(rng.integers(0, 2))
         index = rng.integers(0, 4, 5)
         want = sm.resize_and_crop(frames[index], min_resize, crop, offset, flip=flip,

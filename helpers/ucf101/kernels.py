@@ -117,7 +117,8 @@ def _resize_kernel(addresses, height, row_bytes, index, y_low, y_high, y_lerp, r
                     p = np.uint64(0)
                     while p < n:
                         left = np.float32(source[left_at + p])
-                        row[o + p] = left + (np.float32(source[right_at + p]) - left) * x_lerp[o + p]
+                        right = np.float32(source[right_at + p])
+                        row[o + p] = left + (right - left) * x_lerp[o + p]
                         p += one
                 if slot == 0:
                     held0 = need
