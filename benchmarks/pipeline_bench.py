@@ -80,7 +80,7 @@ def _pipeline(store, names, sampling, protocol, clip_input, workers, log=None, w
     sm._spares[:] = warm.spares.get(clip_input, []) if warm is not None else []
     zeros = np.zeros((8, 1), np.float32)
     encoder = (lambda frames, params: zeros) if clip_input == "raw" else (lambda clips: zeros)
-    original = StoredVideo.decoded  # what frames() and the resize's reads decode through
+    original = StoredVideo.jpegs  # what every decoding call reads its frames with
     original_buffers = features._Buffers
     if warm is not None:
         features._Buffers = warm
@@ -89,7 +89,7 @@ def _pipeline(store, names, sampling, protocol, clip_input, workers, log=None, w
             log.append((self, np.asarray(indices)))
             return original(self, indices)
 
-        StoredVideo.decoded = logged
+        StoredVideo.jpegs = logged
     try:
         start = time.perf_counter()
         extract_features(store, names, encoder, "bench-noop", sampling=sampling,
@@ -97,7 +97,7 @@ def _pipeline(store, names, sampling, protocol, clip_input, workers, log=None, w
                          progress=False, clip_input=clip_input)
         return time.perf_counter() - start
     finally:
-        StoredVideo.decoded = original
+        StoredVideo.jpegs = original
         features._Buffers = original_buffers
         if warm is not None:
             sm.forget_test_frames(sm.RECENT_VIDEOS + 2)
