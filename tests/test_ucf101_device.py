@@ -58,6 +58,42 @@ def test_numba_kernel_is_bit_identical_to_numpy():
                                   frames[[2, 0, 2]].astype(np.float32) / np.float32(255))
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_numba_kernel_equals_numpy_on_random_geometries(seed):
+    """The run-based kernel (runs of consecutive source columns, padded and overwritten)
+    against the numpy path on random sizes, crops, flips and frame orders: downscales by
+    less and more than 2 (other run lengths), upscales (runs of one column), odd widths."""
+    if not kernels.AVAILABLE:
+        pytest.skip("numba not installed")
+    rng = np.random.default_rng(seed)
+    for _ in range(3):
+        height, width = (int(v) for v in rng.integers(20, 200, 2))
+        frames = rng.integers(0, 256, (4, height, width, 3), dtype=np.uint8)
+        min_resize = int(rng.integers(8, 160))
+        size = sm.resized_size(height, width, min_resize)
+        crop = int(rng.integers(1, min(size) + 1))
+        offset = (int(rng.integers(0, size[0] - crop + 1)),
+                  int(rng.integers(0, size[1] - crop + 1)))
+        flip = bool(rng.integers(0, 2))
+        index = rng.integers(0, 4, 5)
+        want = sm.resize_and_crop(frames[index], min_resize, crop, offset, flip=flip,
+                                  dtype=np.uint8, fast=False)
+        got = sm.resize_and_crop(frames[index], min_resize, crop, offset, flip=flip,
+                                 dtype=np.uint8, fast=True)
+        np.testing.assert_array_equal(got, want)
+        if size != (height, width):  # the kernel's own index / out arguments
+            rows = sm._bilinear_weights(height, size[0], np.arange(offset[0], offset[0] + crop))
+            cols = sm._bilinear_weights(width, size[1], np.arange(offset[1], offset[1] + crop))
+            out = np.empty_like(want)
+            kernels.crop_resize(frames, rows, cols, flip=flip, dtype=np.uint8, index=index,
+                                out=out)
+            np.testing.assert_array_equal(out, want)
+    grey = rng.integers(0, 256, (2, 50, 90, 1), dtype=np.uint8)  # another channel count
+    np.testing.assert_array_equal(
+        sm.resize_and_crop(grey, 40, 40, (0, 7), flip=True, dtype=np.uint8, fast=True),
+        sm.resize_and_crop(grey, 40, 40, (0, 7), flip=True, dtype=np.uint8, fast=False))
+
+
 class StoredLike:
     def __init__(self, frames, name="v_X_g01_c01"):
         self._frames, self.name = frames, name
@@ -145,3 +181,84 @@ def test_train_clips_equal_clip_by_clip_on_both_strategies(fast, length, shared,
     assert (widths == [85, 85]) if shared else (widths == [None] * 10)  # 120x160 -> 64x85
     for k in passes:
         np.testing.assert_array_equal(clips[k], sm.train_clip(video, k, protocol))
+
+
+def _jpeg_video(path, frames):
+    import io
+
+    from PIL import Image
+
+    from helpers.ucf101 import store as st
+
+    jpegs = []
+    for frame in frames:
+        buffer = io.BytesIO()
+        Image.fromarray(frame).save(buffer, format="JPEG", quality=90)
+        jpegs.append(buffer.getvalue())
+    return st.StoredVideo(st.write_container(path, jpegs))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_stored_clips_equal_the_numpy_reference_on_both_protocols(seed, tmp_path, monkeypatch):
+    """Stored JPEG frames at UCF101's size and the published geometry (240x320 -> 224x298,
+    224 crops; 8 frames a clip to stay fast): the kernel path (decoded frames read where the
+    decoder left them, test frames built in chunks, float clips gathered and divided in one
+    pass) against the numpy path, which tests/test_ucf101_tf_reference.py pins to
+    tf.image.resize. Training clips with the protocol seeded three ways (crops, flips)."""
+    if not kernels.AVAILABLE:
+        pytest.skip("numba not installed")
+    video = _jpeg_video(tmp_path / f"v_Seed{seed}_g01_c01.jpgs",
+                        textured(num=30 + 9 * seed, seed=seed))
+    protocol = sm.MMV_PROTOCOL.replace(num_frames=8, seed=seed)
+    draws = [sm.train_draw(video.name, k, video.num_frames, (240, 320), protocol)
+             for k in range(10)]
+    assert {d.flip for d in draws} == {False, True}
+
+    def clips():
+        sm.forget_test_frames()  # nothing kept from the other path
+        return [sm.train_clips(video, range(10), protocol, output=output) for output in
+                ("float", "uint8")] + [sm.test_clips(video, protocol, output=output) for
+                                       output in ("float", "uint8")] + [
+                sm.test_clips(video, protocol, windows=[7, 2])]
+
+    fast = clips()
+    monkeypatch.setattr(kernels, "AVAILABLE", False)
+    for got, want in zip(fast, clips()):
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+
+
+def test_extraction_clips_equal_the_numpy_reference(store, monkeypatch):
+    """What the encoder receives from extract_features (two threads, batches straddling
+    videos, the last one padded) equals the clips built one video at a time on the numpy
+    path, for both protocols."""
+    from test_ucf101_features import PROTOCOL
+
+    from helpers.ucf101.features import extract_features
+
+    if not kernels.AVAILABLE:
+        pytest.skip("numba not installed")
+    names = store.names()[:5]
+
+    def received(sampling):
+        seen = []
+
+        def encoder(clips):
+            seen.append(np.array(clips))
+            return np.zeros((len(clips), 1), np.float32)
+
+        sm.forget_test_frames()
+        extract_features(store, names, encoder, "record", sampling=sampling, protocol=PROTOCOL,
+                         cache_dir=None, batch_size=3, workers=2, progress=False)
+        return np.concatenate(seen)
+
+    got = {sampling: received(sampling) for sampling in ("train", "test")}
+    monkeypatch.setattr(kernels, "AVAILABLE", False)
+    sm.forget_test_frames()
+    for sampling, build in (("train", lambda v: sm.train_clips(v, range(3), PROTOCOL)),
+                            ("test", lambda v: sm.test_clips(v, PROTOCOL))):
+        want = np.concatenate([build(store.video(name)) for name in names])
+        count = len(want)
+        np.testing.assert_array_equal(got[sampling][:count], want)
+        np.testing.assert_array_equal(got[sampling][count:], want[-1:].repeat(
+            len(got[sampling]) - count, axis=0))  # the padding repeats the last clip

@@ -99,6 +99,33 @@ def test_container_round_trip_and_damage(tmp_path):
         st.StoredVideo(tmp_path / "bad.jpgs")
 
 
+@pytest.mark.parametrize("subsampling", [0, 2])  # 4:4:4 and 4:2:0 (ffmpeg's)
+def test_pillow_decoder_equals_plain_pillow(subsampling, tmp_path):
+    """decode_jpeg_pillow packs the pixels itself (one piece, JPEG plugin only): the same
+    pixels as np.asarray(Image.open(...)), for odd sizes and grey JPEGs too; frames(out=)
+    decodes into a given array."""
+    rng = np.random.default_rng(subsampling)
+    frames = []
+    for height, width, channels in [(24, 32, 3), (17, 35, 3), (9, 13, 1)]:
+        pixels = rng.integers(0, 256, (height, width, channels), dtype=np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels[..., 0] if channels == 1 else pixels).save(
+            buffer, format="JPEG", quality=80, subsampling=subsampling)
+        data = buffer.getvalue()
+        want = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+        got = st.decode_jpeg_pillow(data)
+        assert got.shape == want.shape and got.dtype == np.uint8
+        np.testing.assert_array_equal(got, want)
+        if (height, width) == (24, 32):
+            frames.append(data)
+    video = st.StoredVideo(st.write_container(tmp_path / "v.jpgs", frames + [jpeg(7)]))
+    out = np.zeros((2, 24, 32, 3), np.uint8)
+    assert video.frames([0, 1], out=out) is out
+    np.testing.assert_array_equal(out, video.frames([0, 1]))
+    with pytest.raises(ValueError, match="distinct"):
+        video.frames([1, 0], out=out)
+
+
 @pytest.fixture(scope="module")
 def mini(tmp_path_factory):
     return make_mini_ucf101(tmp_path_factory.mktemp("mini") / "ucf", num_classes=3,

@@ -43,8 +43,8 @@ from pathlib import Path
 import numpy as np
 
 from helpers import atomic, checks
-from helpers.ucf101.sampling import (MMV_PROTOCOL, Protocol, test_clips, to_unit_float,
-                                     train_clips)
+from helpers.ucf101.sampling import (MMV_PROTOCOL, Protocol, release_test_frames, test_clip_frames,
+                                     test_clips, to_unit_float, train_clips)
 
 SAMPLINGS = ("train", "test")
 CACHE_VERSION = 1
@@ -331,6 +331,8 @@ _STOP = object()
 
 def _batch_arrays(batch, videos, protocol, clip_input, batch_size, buffers, stop):
     """The arrays one batch is built into: clips, or (frames, params) for raw input."""
+    if clip_input == "frames":  # nothing: the consumer gathers from the test frames
+        return ()
     if clip_input != "raw":
         dtype = np.uint8 if clip_input == "uint8" else np.float32
         return (buffers.take((batch_size,) + protocol.clip_shape(), dtype, stop),)
@@ -360,6 +362,9 @@ def _producer(batches, videos, sampling, protocol, workers, out_queue, stop, cli
         groups: dict[str, list[int]] = {}
         for name, k in batch:
             groups.setdefault(name, []).append(k)
+        if clip_input == "frames":
+            return [test_clip_frames(videos[name], protocol, windows=ks)
+                    for name, ks in groups.items()]
         start = 0
         for name, ks in groups.items():
             out = tuple(a[start:start + len(ks)] for a in arrays)
@@ -385,13 +390,13 @@ def _producer(batches, videos, sampling, protocol, workers, out_queue, stop, cli
                 building.append((batch, arrays, pool.submit(fill, batch, arrays)))
                 while len(building) >= threads:
                     done_batch, done_arrays, future = building.popleft()
-                    future.result()
-                    if not put((done_batch, done_arrays)):
+                    parts = future.result()
+                    if not put((done_batch, parts if clip_input == "frames" else done_arrays)):
                         return
             while building:
                 done_batch, done_arrays, future = building.popleft()
-                future.result()
-                if not put((done_batch, done_arrays)):
+                parts = future.result()
+                if not put((done_batch, parts if clip_input == "frames" else done_arrays)):
                     return
     except BaseException as err:  # handed to the consumer, which re-raises it
         put(err)
@@ -415,7 +420,10 @@ def _run(videos, pending, n, sampling, protocol, encoder_fn, batch_size, workers
     # and divided by 255 here into one reused float32 batch: fresh memory costs a page fault
     # per 4 KB on first write, and a float batch (150 MB at the published protocol) in each of
     # the pool's slots cost more than decoding while the pool filled (measured, benchmarks/).
-    built = "uint8" if clip_input == "float" else clip_input
+    # Float test clips are not even gathered as uint8: the batch's test frames come here and
+    # are gathered and divided in one pass (the uint8 gather was a tenth of the CPU time of
+    # test extraction, measured).
+    built = ("frames" if sampling == "test" else "uint8") if clip_input == "float" else clip_input
     unit_batch = None
     thread = threading.Thread(target=_producer, name="clip-prefetch", daemon=True,
                               args=(batches, videos, sampling, protocol, workers, out_queue, stop,
@@ -446,10 +454,22 @@ def _run(videos, pending, n, sampling, protocol, encoder_fn, batch_size, workers
             batch, arrays = got
             count = len(batch)
             if clip_input == "float":
-                if unit_batch is None:
-                    unit_batch = np.empty(arrays[0].shape, np.float32)
-                to_unit_float(arrays[0], out=unit_batch)
-                buffers.give(arrays)
+                if unit_batch is None:  # from the pool too: reused as the batch arrays are
+                    unit_batch = buffers.take((batch_size,) + protocol.clip_shape(),
+                                              np.float32, stop)
+                if built == "frames":
+                    row = 0
+                    for frames, index in arrays:
+                        try:
+                            to_unit_float(frames.processed, index,
+                                          out=unit_batch[row:row + len(index)])
+                        finally:
+                            release_test_frames(frames)
+                        row += len(index)
+                    unit_batch[row:] = unit_batch[row - 1]  # pad, as the producer does
+                else:
+                    to_unit_float(arrays[0], out=unit_batch)
+                    buffers.give(arrays)
                 arrays = (unit_batch,)
             # np.asarray waits for an asynchronous (JAX) encoder, so the arrays are free after.
             features = np.asarray(encoder_fn(*arrays), dtype=np.float32)
@@ -484,4 +504,6 @@ def _run(videos, pending, n, sampling, protocol, encoder_fn, batch_size, workers
         bar.close()
         flush()  # videos completed before an error are kept
         thread.join(timeout=30)
+        if unit_batch is not None:
+            buffers.give([unit_batch])
     return results

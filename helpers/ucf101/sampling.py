@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import threading
 import zlib
 
@@ -197,9 +198,21 @@ def central_crop_offsets(height: int, width: int, crop_size: int) -> tuple[int, 
     return max((height - crop_size) // 2, 0), max((width - crop_size) // 2, 0)
 
 
+@functools.lru_cache(maxsize=512)
+def _kernel_geometry(height: int, width: int, channels: int, size: tuple, offset: tuple,
+                     crop_h: int, crop_w: int) -> tuple:
+    """:func:`kernels.plan` for one crop of one frame size, computed once (a 240x320 frame
+    has 75 training crops and one test crop)."""
+    oy, ox = offset
+    rows = _bilinear_weights(height, size[0], np.arange(oy, oy + crop_h))
+    cols = _bilinear_weights(width, size[1], np.arange(ox, ox + crop_w))
+    return kernels.plan(rows, cols, channels, width)
+
+
 def resize_and_crop(frames: np.ndarray, min_resize: int, crop_size: int,
                     offset: tuple[int, int], flip: bool = False, dtype=np.float32,
-                    fast: bool | None = None, width: int | None = None) -> np.ndarray:
+                    fast: bool | None = None, width: int | None = None, index=None,
+                    out=None) -> np.ndarray:
     """Short-side resize to uint8, then the ``crop_size`` square at ``offset``; float32 /255.
 
     Equal to cropping the output of :func:`resize_smallest`, but computes only the cropped
@@ -208,29 +221,42 @@ def resize_and_crop(frames: np.ndarray, min_resize: int, crop_size: int,
     ``float32`` (``[0, 1]``, the default) or ``uint8`` (the resized grey levels).
     ``fast``: use the fused Numba kernel (:mod:`helpers.ucf101.kernels`, the same pixels bit for
     bit); default: when Numba is installed. ``width``: the crop's width, if not ``crop_size``
-    (``crop_size`` is then its height). Returns ``[T, crop, crop (or width), 3]``.
+    (``crop_size`` is then its height). ``index``: use frames ``frames[index]`` (the kernel
+    reads them in place instead of gathering a copy). ``out``: a C-contiguous array of the
+    result's shape and ``dtype`` to write into. ``frames`` may also be a list of ``[H, W, 3]``
+    arrays (as a decoder returns them). Returns ``[T, crop, crop (or width), 3]``.
     """
     crop_w = crop_size if width is None else width
-    height, width = frames.shape[1:3]
+    height, width, channels = frames[0].shape
     size = resized_size(height, width, min_resize)
     oy, ox = offset
     if oy < 0 or ox < 0 or oy + crop_size > size[0] or ox + crop_w > size[1]:
         raise ValueError(f"crop {crop_size}x{crop_w} at {offset} does not fit in the resized "
                          f"{size}")
+    if size != (height, width) and (kernels.AVAILABLE if fast is None else fast):
+        geometry = _kernel_geometry(height, width, channels, size, (int(oy), int(ox)),
+                                    crop_size, crop_w)
+        if np.dtype(dtype) == np.uint8:
+            return kernels.crop_resize(frames, flip=flip, dtype=np.uint8, index=index, out=out,
+                                       geometry=geometry)
+        greys = kernels.crop_resize(frames, flip=flip, dtype=np.uint8, index=index,
+                                    geometry=geometry)
+        return to_unit_float(greys, out=out)
+    if not isinstance(frames, np.ndarray):  # a list: the numpy path wants one array
+        frames = np.stack(frames)
+    if index is not None:
+        frames = frames[np.asarray(index)]
+    source = frames[:, :, ::-1] if flip else frames
     if size == (height, width):
-        source = frames[:, :, ::-1] if flip else frames
         cropped = source[:, oy:oy + crop_size, ox:ox + crop_w]
-    elif kernels.AVAILABLE if fast is None else fast:
-        rows = _bilinear_weights(height, size[0], np.arange(oy, oy + crop_size))
-        cols = _bilinear_weights(width, size[1], np.arange(ox, ox + crop_w))
-        return kernels.crop_resize(frames, rows, cols, flip=flip, dtype=dtype)
     else:
-        source = frames[:, :, ::-1] if flip else frames
         cropped = resize_bilinear(source, size, rows=np.arange(oy, oy + crop_size),
                                   cols=np.arange(ox, ox + crop_w)).astype(np.uint8)
     if np.dtype(dtype) == np.uint8:
-        return np.ascontiguousarray(cropped, dtype=np.uint8)
-    return to_unit_float(cropped)
+        return _into(out, np.ascontiguousarray(cropped, dtype=np.uint8))
+    if out is None:
+        return to_unit_float(cropped)
+    return to_unit_float(np.ascontiguousarray(cropped), out=out)
 
 
 #: ``uint8 -> float32 / 255``, as a lookup table (the same values as the division).
@@ -315,6 +341,11 @@ def _check_output(output: str) -> str:
     return output
 
 
+#: :func:`train_clips` resizes the shared frames whole when that computes fewer than this
+#: fraction of the pixels that resizing each clip's crop would (the slices then cost a copy).
+SHARED_COST_RATIO = 0.8
+
+
 def train_clips(video, passes, protocol: Protocol = MMV_PROTOCOL, output: str = "float",
                 out=None):
     """Training clips ``passes`` of one video -> ``[len(passes), T, crop, crop, 3] float32``.
@@ -327,9 +358,9 @@ def train_clips(video, passes, protocol: Protocol = MMV_PROTOCOL, output: str = 
     draws = [train_draw(video.name, k, video.num_frames, (video.height, video.width), protocol)
              for k in passes]
     unique, inverse = np.unique(np.concatenate([d.indices for d in draws]), return_inverse=True)
-    frames = video.frames(unique)
     inverse = inverse.reshape(len(draws), -1)
     if output == "raw":
+        frames = video.frames(unique)
         params = np.array([[d.crop_offset[0], d.crop_offset[1], int(d.flip)] for d in draws],
                           dtype=np.int32)
         return _into(out, (frames, params), inverse)
@@ -338,29 +369,34 @@ def train_clips(video, passes, protocol: Protocol = MMV_PROTOCOL, output: str = 
     # each distinct frame once per flip and slicing the crops costs less than resizing every
     # clip's crop; otherwise (clips spread over a long video) it costs more (wider frames,
     # one more copy). Pick the cheaper by the number of output pixels. Same pixels either way.
-    greys = np.empty((len(draws),) + protocol.clip_shape(), dtype=np.uint8)
+    frames = _decoded(video, unique)
+    # uint8 clips are built straight into ``out`` (a batch's slice), float ones then divided.
+    greys = out if output == "uint8" and out is not None \
+        else np.empty((len(draws),) + protocol.clip_shape(), dtype=np.uint8)
     size = resized_size(video.height, video.width, protocol.min_resize)
     crop = protocol.crop_size
     by_flip = {flip: [row for row, draw in enumerate(draws) if draw.flip == flip]
                for flip in (False, True)}
     used = {flip: np.unique(inverse[rows]) for flip, rows in by_flip.items() if rows}
     shared_cost = sum(len(u) for u in used.values()) * size[0] * size[1]
-    if shared_cost < 0.8 * len(draws) * protocol.num_frames * crop * crop:
+    if shared_cost < SHARED_COST_RATIO * len(draws) * protocol.num_frames * crop * crop:
         for flip, frame_ids in used.items():
             rows = by_flip[flip]
             local = np.searchsorted(frame_ids, inverse[rows])
-            resized = resize_and_crop(frames[frame_ids], protocol.min_resize, size[0], (0, 0),
-                                      flip=flip, dtype=np.uint8, width=size[1])
+            resized = resize_and_crop(frames, protocol.min_resize, size[0], (0, 0), flip=flip,
+                                      dtype=np.uint8, width=size[1], index=frame_ids)
             for row, frame_rows in zip(rows, local):
                 oy, ox = draws[row].crop_offset
-                np.take(resized[:, oy:oy + crop, ox:ox + crop], frame_rows, axis=0,
-                        out=greys[row])
+                window = resized[:, oy:oy + crop, ox:ox + crop]
+                target = greys[row]
+                for t, frame_row in enumerate(frame_rows):  # 6x faster than np.take on a view
+                    target[t] = window[frame_row]
     else:
         for row, draw in enumerate(draws):
-            greys[row] = resize_and_crop(frames[inverse[row]], protocol.min_resize, crop,
-                                         draw.crop_offset, flip=draw.flip, dtype=np.uint8)
+            resize_and_crop(frames, protocol.min_resize, crop, draw.crop_offset, flip=draw.flip,
+                            dtype=np.uint8, index=inverse[row], out=greys[row])
     if output == "uint8":
-        return _into(out, greys)
+        return greys
     return to_unit_float(greys, out=out)
 
 
@@ -370,7 +406,7 @@ def _into(out, value, index=None):
         frames, params = value
         if out is None:
             return (frames if index is None else frames[index]), params
-        np.take(frames, index, axis=0, out=out[0]) if index is not None \
+        np.take(frames, index, axis=0, out=out[0], mode="clip") if index is not None \
             else np.copyto(out[0], frames)
         np.copyto(out[1], params)
         return out
@@ -379,7 +415,10 @@ def _into(out, value, index=None):
     if index is None:
         np.copyto(out, value)
     else:
-        np.take(value, index, axis=0, out=out)
+        # mode="clip" (the indices are in range by construction): with the default "raise",
+        # np.take buffers ``out`` in a temporary as large (a fresh 40 MB per batch, whose page
+        # faults were three quarters of the pipeline's, measured), then copies it.
+        np.take(value, index, axis=0, out=out, mode="clip")
     return out
 
 
@@ -394,71 +433,205 @@ def test_clips(video, protocol: Protocol = MMV_PROTOCOL, windows=None, output: s
     :func:`train_clips`.
     """
     _check_output(output)
+    build, inverse = test_clip_frames(video, protocol, windows, raw=output == "raw")
+    try:  # the frames are read here only (every result below is a copy), then handed back
+        processed = build.processed
+        if output == "raw":
+            size = resized_size(video.height, video.width, protocol.min_resize)
+            offset = central_crop_offsets(*size, protocol.crop_size)
+            params = np.tile(np.array([offset[0], offset[1], 0], np.int32), (len(inverse), 1))
+            return _into(out, (processed, params), inverse)
+        if output == "uint8":
+            return _into(out, processed, inverse)
+        return to_unit_float(processed, inverse, out=out)
+    finally:
+        _release(build)
+
+
+def test_clip_frames(video, protocol: Protocol = MMV_PROTOCOL, windows=None, raw: bool = False):
+    """The frames of :func:`test_clips` without gathering the clips: ``(frames, index)`` with
+    ``frames.processed[index]`` the clips' uint8 grey levels (``raw``: decoded frames),
+    ``index`` ``[W, T]``. Hand ``frames`` back with :func:`release_test_frames` once read (its
+    array is then reused); e.g. ``to_unit_float(frames.processed, index, out=...)`` gathers
+    and divides in one pass.
+    """
     indices = test_window_indices(video.num_frames, protocol.test_windows, protocol.num_frames,
                                   protocol.stride)
     unique, inverse = np.unique(indices, return_inverse=True)
     inverse = inverse.reshape(indices.shape)
     if windows is not None:
         inverse = inverse[np.asarray(windows)]
-    processed = _test_frames(video, protocol, unique, raw=output == "raw")
-    if output == "raw":
-        size = resized_size(video.height, video.width, protocol.min_resize)
-        offset = central_crop_offsets(*size, protocol.crop_size)
-        params = np.tile(np.array([offset[0], offset[1], 0], np.int32), (len(inverse), 1))
-        return _into(out, (processed, params), inverse)
-    if output == "uint8":
-        return _into(out, processed, inverse)
-    return to_unit_float(processed, inverse, out=out)
+    return _test_frames(video, protocol, unique, raw=raw), inverse
+
+
+def release_test_frames(frames) -> None:
+    """Hand back what :func:`test_clip_frames` returned (once per call)."""
+    _release(frames)
 
 
 _recent_lock = threading.Lock()
 _recent: collections.OrderedDict = collections.OrderedDict()
-#: key -> (video, lock) while a thread decodes that video's test frames.
+#: key -> the :class:`_TestBuild` of a video's test frames while threads compute them.
 _building: dict = {}
-#: Videos whose test frames are kept (resized: about 15 MB each at the published protocol).
+#: Videos whose test frames are kept (resized: about 25 MB each at the published protocol).
 RECENT_VIDEOS = 8
+#: Frames per piece of work when threads share the building of one video's test frames.
+CHUNK_FRAMES = 16
+#: Arrays of test frames no longer kept nor read, reused for the next videos' (at most
+#: ``SPARE_ARRAYS``): a fresh 25-75 MB array page-faults on first write, which on the
+#: benchmark machine cost up to half as much as decoding the video (measured).
+_spares: list = []
+SPARE_ARRAYS = 2
 
 
-def _test_frames(video, protocol: Protocol, unique: np.ndarray, raw: bool = False) -> np.ndarray:
-    """The central crops of ``unique`` frames (or, ``raw``, the decoded frames), uint8, cached
-    for the last few videos."""
+def _test_frames(video, protocol: Protocol, unique: np.ndarray, raw: bool = False):
+    """The :class:`_TestBuild` holding the central crops of ``unique`` frames (or, ``raw``, the
+    decoded frames) in ``processed``, uint8, cached for the last few videos. Hand it back with
+    :func:`_release` once read."""
     # Keyed by the video object itself (kept alive by the entry, so its id is not reused): a
     # store opened again, or a container rewritten since, is a new object and decodes afresh.
     key = (id(video), dataclasses.astuple(protocol), raw)
     with _recent_lock:
         found = _recent.get(key)
-        if found is not None and found[0] is video:
+        if found is not None and found.video is video:
             _recent.move_to_end(key)
-            return found[1]
-        # Two threads building batches that share a video: the second waits for the first's
-        # frames instead of decoding them again.
-        building = _building.setdefault(key, (video, threading.Lock()))
-    if building[0] is not video:  # an id reused while a stale entry lingers: just decode
-        return _process_test_frames(video, protocol, unique, raw)
+            found.readers += 1
+            return found
+        build = _building.get(key)
+        if build is None or build.video is not video:
+            stale = build is not None  # an id reused while a stale entry lingers: just decode
+            build = _TestBuild(video, protocol, unique, raw)
+            if not stale:
+                _building[key] = build
+        build.readers += 1
     try:
-        with building[1]:
-            with _recent_lock:
-                found = _recent.get(key)
-                if found is not None and found[0] is video:
-                    return found[1]
-            processed = _process_test_frames(video, protocol, unique, raw)
-            if hasattr(video, "path"):  # only stored videos (fixed files) are worth keeping
-                with _recent_lock:
-                    _recent[key] = (video, processed)
-                    while len(_recent) > RECENT_VIDEOS:
-                        _recent.popitem(last=False)
-            return processed
+        build.run()
+    except BaseException:
+        _release(build)
+        raise
     finally:
         with _recent_lock:
-            if _building.get(key) is building:
+            if _building.get(key) is build:
                 del _building[key]
+                if build.error is None and hasattr(video, "path"):  # stored videos only
+                    _recent[key] = build
+                    build.kept = True
+                    while len(_recent) > RECENT_VIDEOS:
+                        _, old = _recent.popitem(last=False)
+                        old.kept = False
+                        old.recycle()
+    return build
 
 
-def _process_test_frames(video, protocol: Protocol, unique: np.ndarray, raw: bool) -> np.ndarray:
-    processed = video.frames(unique)
-    if not raw:
+def forget_test_frames(spares: int = SPARE_ARRAYS) -> None:
+    """Drop the kept test frames; up to ``spares`` of their arrays are kept for reuse."""
+    with _recent_lock:
+        while _recent:
+            _, old = _recent.popitem(last=False)
+            old.kept = False
+            old.recycle(max(spares, SPARE_ARRAYS))
+
+
+def _release(build) -> None:
+    """Hand back a :class:`_TestBuild` from :func:`_test_frames`."""
+    with _recent_lock:
+        build.readers -= 1
+        build.recycle()
+
+
+class _TestBuild:
+    """One video's test frames, computed in chunks by every thread that wants them.
+
+    Batches of 8 clips straddle videos of 10 windows, so the two threads building consecutive
+    batches usually want the same video first: waiting for the other thread's frames left one
+    thread idle while the other decoded (measured: two threads extracted the test clips no
+    faster than one). Here a thread that wants a video being built takes the next chunk of
+    its frames instead, and the last to finish hands back the whole.
+    """
+
+    def __init__(self, video, protocol: Protocol, unique: np.ndarray, raw: bool):
+        self.video, self.protocol, self.unique, self.raw = video, protocol, unique, raw
         size = resized_size(video.height, video.width, protocol.min_resize)
-        offset = central_crop_offsets(*size, protocol.crop_size)
-        processed = resize_and_crop(processed, protocol.min_resize, protocol.crop_size, offset,
-                                    dtype=np.uint8)
-    return processed
+        self.offset = central_crop_offsets(*size, protocol.crop_size)
+        shape = (len(unique),) + ((video.height, video.width) if raw
+                                  else (protocol.crop_size,) * 2) + (3,)
+        self.base = _spare(int(np.prod(shape)))
+        self.processed = self.base[:int(np.prod(shape))].reshape(shape)
+        self.chunks = [slice(i, i + CHUNK_FRAMES) for i in range(0, len(unique), CHUNK_FRAMES)]
+        self.taken = self.finished = 0
+        self.error = None
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.readers = 0  # threads between _test_frames and _release (under _recent_lock)
+        self.kept = False  # in _recent
+
+    def recycle(self, spares: int = SPARE_ARRAYS) -> None:
+        """Give the array to the next video once nobody keeps or reads it (under
+        ``_recent_lock``); at most ``spares`` arrays wait for one."""
+        if self.readers == 0 and not self.kept and self.base is not None \
+                and self.error is None and self.done.is_set():
+            _spares.append(self.base)
+            del _spares[:-spares]
+            self.base = self.processed = None
+
+    def run(self) -> np.ndarray:
+        """Compute chunks until none is left, wait for the others', return the frames."""
+        while True:
+            with self.lock:
+                if self.taken >= len(self.chunks) or self.error is not None:
+                    break
+                chunk = self.chunks[self.taken]
+                self.taken += 1
+            try:
+                self._compute(chunk)
+            except BaseException as err:
+                with self.lock:
+                    self.error = err
+                self.done.set()
+                raise
+            with self.lock:
+                self.finished += 1
+                if self.finished == len(self.chunks):
+                    self.done.set()
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.processed
+
+    def _compute(self, chunk: slice) -> None:
+        target = self.processed[chunk]
+        if self.raw:
+            _decode(self.video, self.unique[chunk], target)
+            return
+        resize_and_crop(_decoded(self.video, self.unique[chunk]), self.protocol.min_resize,
+                        self.protocol.crop_size, self.offset, dtype=np.uint8, out=target)
+
+
+def _spare(size: int) -> np.ndarray:
+    """A flat uint8 array of at least ``size``: a spare one if large enough (under
+    ``_recent_lock``), else a new one with room for the next videos' (an eighth more)."""
+    for i, base in enumerate(_spares):
+        if base.size >= size:
+            return _spares.pop(i)
+    return np.empty(size + size // 8, dtype=np.uint8)
+
+
+def _decode(video, indices: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``video.frames(indices)`` (distinct, sorted) written into ``out``: in place for a stored
+    video, copied for other video-like objects."""
+    from helpers.ucf101.store import StoredVideo
+
+    if isinstance(video, StoredVideo):
+        return video.frames(indices, out=out)
+    np.copyto(out, video.frames(indices))
+    return out
+
+
+def _decoded(video, indices: np.ndarray):
+    """``video.frames(indices)`` (distinct, sorted) for the resize: a stored video's decoded
+    frames as a list when the kernel reads them in place, else one array."""
+    from helpers.ucf101.store import StoredVideo
+
+    if isinstance(video, StoredVideo) and kernels.AVAILABLE:
+        return video.decoded(indices)
+    return video.frames(indices)

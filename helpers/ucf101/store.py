@@ -209,12 +209,32 @@ def _check_decoder(decoder: str) -> str:
 
 
 def decode_jpeg_pillow(jpeg: bytes) -> np.ndarray:
-    """One JPEG -> ``[H, W, 3] uint8`` RGB with Pillow."""
+    """One JPEG -> ``[H, W, 3] uint8`` RGB (read-only) with Pillow.
+
+    The decoding itself releases the GIL; what Pillow does around it holds it, and decoding
+    threads queue for it (measured on the 2-core benchmark machine: the GIL held 70 % of the
+    time with two threads). So: only the JPEG plugin is asked to open the bytes (``open``
+    otherwise tries others first: 30-100 us a frame), and the pixels are packed to RGB in one
+    piece instead of ``tobytes``' 64 KB pieces joined (another copy, under the GIL). The same
+    pixels; ``np.asarray(image)`` is the fallback where Pillow's encoder lookup differs.
+    """
     from PIL import Image
 
-    with Image.open(io.BytesIO(jpeg)) as image:
+    with Image.open(io.BytesIO(jpeg), formats=("JPEG",)) as image:
         # convert() copies even when the mode is already RGB (the store's JPEGs are): skip it.
-        return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+        if image.mode != "RGB":
+            return np.asarray(image.convert("RGB"))
+        image.load()
+        width, height = image.size
+        try:
+            encoder = Image._getencoder("RGB", "raw", "RGB")
+            encoder.setimage(image.im, (0, 0, width, height))
+            _, status, data = encoder.encode(width * height * 3)
+        except (AttributeError, TypeError, ValueError):  # pragma: no cover - another Pillow
+            return np.asarray(image)
+        if status != 1 or len(data) != width * height * 3:  # pragma: no cover
+            return np.asarray(image)
+        return np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3)
 
 
 _tf_lock = threading.Lock()
@@ -322,25 +342,47 @@ class StoredVideo:
             span = handle.read(int(end - begin))
         return [span[self.offsets[i] - begin: self.offsets[i + 1] - begin] for i in indices]
 
-    def frames(self, indices=None) -> np.ndarray:
+    def _decode(self, index, jpeg: bytes) -> np.ndarray:
+        decode = decode_jpeg_pillow if self.decoder == "pillow" else decode_jpeg_tensorflow
+        array = decode(jpeg)
+        if array.shape != (self.height, self.width, 3):
+            raise StoreError(f"{self.path}: frame {index} is {array.shape[:2]}, "
+                             f"not {(self.height, self.width)}")
+        return array
+
+    def decoded(self, indices) -> list[np.ndarray]:
+        """Decode frames ``indices`` -> one ``[H, W, 3] uint8`` array each (read-only: the
+        decoder's own), for a reader that needs no single array (the resize kernel). For a
+        few frames at a time: many such arrays alive at once come as fresh memory (measured:
+        96 at once cost 40 % more a frame than 4, the allocator returning freed memory that
+        large to the system)."""
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        return [self._decode(i, jpeg) for i, jpeg in zip(indices, self.jpegs(indices))]
+
+    def frames(self, indices=None, out=None) -> np.ndarray:
         """Decode frames ``indices`` (default: all) -> ``[N, H, W, 3] uint8`` RGB.
 
         Each distinct frame is decoded once, however often it is asked for (looping clips);
-        with the video's ``decoder`` (see the module docstring).
+        with the video's ``decoder`` (see the module docstring). ``out``: a C-contiguous
+        ``[N, H, W, 3] uint8`` array to decode into, for distinct sorted ``indices`` (what the
+        samplers ask for), e.g. a reused buffer: fresh memory costs a page fault per 4 KB on
+        first write, on the benchmark machine as much as a tenth of the decoding.
         """
-        decode = decode_jpeg_pillow if self.decoder == "pillow" else decode_jpeg_tensorflow
         if indices is None:
             indices = np.arange(self.num_frames)
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         unique, inverse = np.unique(indices, return_inverse=True)
-        out = np.empty((len(unique), self.height, self.width, 3), dtype=np.uint8)
-        for row, jpeg in enumerate(self.jpegs(unique)):
-            array = decode(jpeg)
-            if array.shape != out.shape[1:]:
-                raise StoreError(f"{self.path}: frame {unique[row]} is {array.shape[:2]}, "
-                                 f"not {out.shape[1:3]}")
-            out[row] = array
-        if len(unique) == len(indices) and np.array_equal(unique, indices):
+        distinct = len(unique) == len(indices) and np.array_equal(unique, indices)
+        shape = (len(unique), self.height, self.width, 3)
+        if out is None:
+            out = np.empty(shape, dtype=np.uint8)
+        elif not distinct or out.shape != shape or out.dtype != np.uint8 \
+                or not out.flags.c_contiguous:
+            raise ValueError(f"out must be C-contiguous uint8 {shape} and the indices distinct "
+                             f"and sorted, got {out.dtype} {out.shape}")
+        for row, jpeg in enumerate(self.jpegs(unique)):  # each decoded array freed at once
+            out[row] = self._decode(unique[row], jpeg)
+        if distinct:
             return out  # already distinct and sorted (what the samplers ask for): no copy
         return out[inverse]
 
