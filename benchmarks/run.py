@@ -162,6 +162,7 @@ def bench_backbone(quick: bool) -> None:
     import jax
 
     from helpers import mmv
+    from helpers.mmv import encoder as mmv_encoder
 
     frames, side = (16, 112) if quick else (32, 224)
     batches = (1, 2) if quick else (1, 8)
@@ -173,7 +174,7 @@ def bench_backbone(quick: bool) -> None:
                 batch = 2  # ~1 TFLOP per clip: batch 8 would take minutes per call on a CPU
             repeat = 2
             clips = rng.uniform(size=(batch, frames, side, side, 3)).astype(np.float32)
-            apply = mmv._compiled_apply(backbone)
+            apply = mmv_encoder._compiled_apply(backbone)
             x = clips  # S3D-G applies space-to-depth inside the model
             start = time.perf_counter()
             compiled = apply.lower(encoder.params, encoder.state, x).compile()
