@@ -398,9 +398,11 @@ def bench_suite(quick: bool) -> None:
     env["COURSE_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench-suite-")
     env["COURSE_DATA_DIR"] = os.path.join(env["COURSE_CACHE_DIR"], "data")
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "2", "tests"], cwd=ROOT, env=env,
-                   capture_output=True, check=False)
-    record("suite", "unit tests (pytest -n 2 tests/)", time.perf_counter() - start, "s")
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "2", "tests"], cwd=ROOT,
+                            env=env, capture_output=True, text=True, check=False)
+    summary = (result.stdout.strip().splitlines() or [""])[-1]  # "N passed in S s" or failures
+    record("suite", "unit tests (pytest -n 2 tests/)", time.perf_counter() - start, "s",
+           ("ok: " if result.returncode == 0 else "FAILED: ") + summary)
     for notebook in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         start = time.perf_counter()
         result = subprocess.run([sys.executable, "-m", "pytest", "-q", "--nbval-lax",
