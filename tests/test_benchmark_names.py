@@ -15,7 +15,8 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def _helpers_names(tree: ast.AST) -> dict[str, str]:
-    """Local name -> `helpers` module it is bound to, for every import of one in the file."""
+    """Local name -> `helpers` module it is bound to, for every ``from helpers... import``
+    in the file (the form the benchmarks use)."""
     names = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and \
@@ -30,25 +31,23 @@ def _helpers_names(tree: ast.AST) -> dict[str, str]:
     return names
 
 
-def _reads(tree: ast.AST, names: dict[str, str]):
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and \
-                node.value.id in names and isinstance(node.ctx, ast.Load):
-            yield node.lineno, names[node.value.id], node.attr
+def _missing(tree: ast.AST) -> list[tuple[int, str, str]]:
+    """``(line, module, attribute)`` of every attribute read from an imported `helpers` module
+    that the module does not have."""
+    names = _helpers_names(tree)
+    return [(node.lineno, names[node.value.id], node.attr) for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+            and node.value.id in names and isinstance(node.ctx, ast.Load)
+            and not hasattr(importlib.import_module(names[node.value.id]), node.attr)]
 
 
 @pytest.mark.parametrize("script", sorted(p.name for p in BENCHMARKS.glob("*.py")))
 def test_every_helpers_attribute_a_benchmark_reads_exists(script):
     tree = ast.parse((BENCHMARKS / script).read_text(encoding="utf-8"))
-    missing = [f"{script}:{line}: {module}.{attr}"
-               for line, module, attr in _reads(tree, _helpers_names(tree))
-               if not hasattr(importlib.import_module(module), attr)]
+    missing = [f"{script}:{line}: {module}.{attr}" for line, module, attr in _missing(tree)]
     assert not missing, "benchmarks read names that helpers no longer has:\n" + "\n".join(missing)
 
 
 def test_the_check_finds_a_name_that_is_missing():
     tree = ast.parse("from helpers import mmv\nmmv._compiled_apply\nmmv.load_model\n")
-    names = _helpers_names(tree)
-    found = [(m, a) for _, m, a in _reads(tree, names)
-             if not hasattr(importlib.import_module(m), a)]
-    assert found == [("helpers.mmv", "_compiled_apply")]
+    assert _missing(tree) == [(2, "helpers.mmv", "_compiled_apply")]
