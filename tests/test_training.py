@@ -328,12 +328,18 @@ def other_renderer_gallery(seed=11, n=30):
     return clips, captions
 
 
-def _t2v_r1(module, clips, captions):
+def _t2v_hits(module, clips, captions) -> np.ndarray:
+    """Whether each caption ranks its own clip first (text-to-video, over all the clips)."""
     video_sig, text_sig = module.signatures["video"], module.signatures["text"]
     videos = np.concatenate([video_sig(images=tf.constant(c[None]))["video_embedding"].numpy()
                              for c in clips])
     texts = text_sig(words=tf.constant(captions))["text_embedding"].numpy()
-    return retrieval.metrics(retrieval.similarity(texts, videos))["R@1"]
+    similarity = retrieval.similarity(texts, videos)
+    return similarity.argmax(axis=1) == np.arange(len(captions))
+
+
+def _t2v_r1(module, clips, captions):
+    return 100.0 * _t2v_hits(module, clips, captions).mean()
 
 
 @pytest.fixture(scope="module")
@@ -365,12 +371,23 @@ def test_trained_standin_retrieves_clips_drawn_by_other_code(trained):
     module, _ = trained
     clips, captions = other_renderer_gallery()
     chance = 100.0 / len(clips)
-    r1 = _t2v_r1(module, clips, captions)
+    hits = _t2v_hits(module, clips, captions)
+    r1 = 100.0 * hits.mean()
     assert r1 >= 4 * chance, f"t2v R@1 {r1:.1f}% vs chance {chance:.1f}%"
     # The same check fails on broken input: BGR frames, or pixels in [0, 255].
-    bgr = _t2v_r1(module, [c[..., ::-1] for c in clips], captions)
+    # A channel swap turns red into blue, blue into red and yellow into cyan, but leaves green
+    # and white nearly as they were, and a model that also knows shape and motion keeps those
+    # hits (measured with the 600-step stand-in, galleries 11-13: R@1 of the green and white
+    # captions 36 / 44 / 21 % in RGB, 36 / 22 / 14 % in BGR). So the BGR check is on the
+    # captions whose colour the swap changes: there it must lose at least half of its hits
+    # (measured: 25 / 24 / 25 % -> 0 %).
+    swapped = np.array([caption.split()[1] in ("red", "blue", "yellow") for caption in captions])
+    bgr_hits = _t2v_hits(module, [c[..., ::-1] for c in clips], captions)
+    rgb_swapped, bgr_swapped = 100 * hits[swapped].mean(), 100 * bgr_hits[swapped].mean()
+    assert rgb_swapped >= 4 * chance, f"red/blue/yellow captions: R@1 {rgb_swapped:.1f}%"
+    assert bgr_swapped <= rgb_swapped / 2, (
+        f"BGR frames: red/blue/yellow captions R@1 {bgr_swapped:.1f}% (RGB {rgb_swapped:.1f}%)")
     scaled = _t2v_r1(module, [c * 255.0 for c in clips], captions)
-    assert bgr <= r1 / 2, f"BGR frames: R@1 {bgr:.1f}% (RGB {r1:.1f}%)"
     assert scaled <= r1 / 2, f"[0, 255] frames: R@1 {scaled:.1f}% (RGB {r1:.1f}%)"
 
 

@@ -114,9 +114,9 @@ def model_input(tf, images, cfg: ModelConfig):
 def video_graph(tf, images, var, cfg: ModelConfig, train: bool):
     x = model_input(tf, images, cfg)
     c1, c2, c3 = cfg.channels
-    x = _sep_conv(tf, x, var, "video/conv1", 2, 1, cfg, train, gating=False)
+    x = _sep_conv(tf, x, var, "video/conv1", 2, 2, cfg, train, gating=False)
     x = _sep_conv(tf, x, var, "video/block2", 2, 2, cfg, train)
-    x = _sep_conv(tf, x, var, "video/block3", 2, 2, cfg, train)
+    x = _sep_conv(tf, x, var, "video/block3", 2, 1, cfg, train)
     x = tf.einsum("bthwc,cd->bthwd", x, var["video/mixed_5c/w"])
     x = tf.nn.relu(_batch_norm(tf, x, var, "video/mixed_5c_bn/bn", cfg, train))
     x = _gating(tf, x, var, "video/mixed_5c_gating/gate")

@@ -5,8 +5,11 @@ block is a *separable* 3D convolution: a spatial ``1 x k x k`` convolution follo
 ``k x 1 x 1`` one (each with batch norm and ReLU), and S3D-G adds *self-gating*: the channels
 of a block are multiplied by ``sigmoid(W mean(x) + b)``, a weight per channel computed from the
 block's own global average. Three such blocks, a pointwise convolution to 1024 channels (the
-block called ``mixed_5c`` in S3D), global average pooling (the 1024-d ``mixed_5c`` feature) and a Linear layer
-to the 512-d ``video_embedding``.
+block called ``mixed_5c`` in S3D), global average pooling (the 1024-d ``mixed_5c`` feature) and a
+Linear layer to the 512-d ``video_embedding``. As in S3D, whose first convolution has stride 2
+in time as well as in space, the first block halves the frames (8 -> 4 -> 2 -> 2 over the three
+blocks): every later layer then costs half as much, which buys more training steps for the
+same time (see :class:`helpers.training.train.TrainConfig`).
 
 Text (:class:`TextTower`): word ids ``[B, MAX_WORDS]`` (0 = padding) -> word embeddings ->
 Linear + ReLU -> max-pool over the word positions (padding included, as in MIL-NCE) -> Linear to
@@ -106,9 +109,9 @@ class VideoTower(hk.Module):
 
     def __call__(self, images, is_training):
         c1, c2, c3 = self.cfg.channels
-        x = SepConv(c1, 2, 1, self.cfg, gating=False, name="conv1")(images, is_training)
+        x = SepConv(c1, 2, 2, self.cfg, gating=False, name="conv1")(images, is_training)
         x = SepConv(c2, 2, 2, self.cfg, name="block2")(x, is_training)
-        x = SepConv(c3, 2, 2, self.cfg, name="block3")(x, is_training)
+        x = SepConv(c3, 2, 1, self.cfg, name="block3")(x, is_training)
         x = hk.Linear(self.cfg.mixed_5c, with_bias=False, name="mixed_5c")(x)  # pointwise conv
         x = BNReLU(self.cfg, name="mixed_5c_bn")(x, is_training)
         x = SelfGating(name="mixed_5c_gating")(x)
