@@ -147,6 +147,10 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
     return vectors
 
 
+def _times(ratio: float) -> str:
+    return f"{ratio:.0f}x" if ratio >= 10 else f"{ratio:.2g}x"
+
+
 def synthetic(n: int, dim: int, kind: str, rng) -> np.ndarray:
     """``n`` unit vectors float32 ``[n, dim]``, built in chunks (1M x 512 is 2 GB)."""
     out = np.empty((n, dim), np.float32)
@@ -173,7 +177,12 @@ def _time_queries(index, q: np.ndarray, k: int = 10, singles: int = 10):
     return rows, batch_s, (time.perf_counter() - start) / singles
 
 
-def bench_index(record, n: int, kinds=("clustered", "gaussian"), queries: int = 100) -> dict:
+#: The expansion_search values the index part times on one build (query-time: no rebuild).
+EXPANSION_SEARCH = (64, 128, 256, 512, 1024)
+
+
+def bench_index(record, n: int, kinds=("clustered", "gaussian"), queries: int = 100,
+                expansion_search=EXPANSION_SEARCH) -> dict:
     from helpers.library import search
 
     rng = np.random.default_rng(0)
@@ -187,22 +196,37 @@ def bench_index(record, n: int, kinds=("clustered", "gaussian"), queries: int = 
         start = time.perf_counter()
         approximate = search.ApproximateIndex(vectors)
         build_s = time.perf_counter() - start
-        approx_rows, approx_s, approx_one_s = _time_queries(approximate, q)
-        recall = search.recall_at_k(exact_rows, approx_rows, 10)
         label = f"{n:,} x 512, {kind}"
         record("index", f"{label}: exact numpy, one query", exact_one_s * 1e3, "ms")
         record("index", f"{label}: exact numpy, batch of {queries}", exact_s * 1e3, "ms/query")
         record("index", f"{label}: usearch HNSW build", build_s, "s",
-               "connectivity 16, expansion_add 128")
-        record("index", f"{label}: usearch, one query", approx_one_s * 1e3, "ms",
-               f"speed-up {exact_one_s / approx_one_s:.0f}x")
-        record("index", f"{label}: usearch, batch of {queries}", approx_s * 1e3, "ms/query",
-               f"speed-up {exact_s / approx_s:.0f}x")
-        record("index", f"{label}: usearch recall@10 vs exact", recall, "",
-               "expansion_search 128")
+               f"connectivity {approximate.connectivity}, "
+               f"expansion_add {approximate.expansion_add}")
+        sweep = []
+        for value in expansion_search:  # one build, several query-time beam widths
+            approximate.expansion_search = value
+            approx_rows, approx_s, approx_one_s = _time_queries(approximate, q)
+            recall = search.recall_at_k(exact_rows, approx_rows, 10)
+            what = f"{label}: usearch expansion_search {value}"
+            record("index", f"{what}, recall@10 vs exact", recall, "")
+            record("index", f"{what}, one query", approx_one_s * 1e3, "ms",
+                   f"speed-up {_times(exact_one_s / approx_one_s)}")
+            record("index", f"{what}, batch of {queries}", approx_s * 1e3, "ms/query",
+                   f"speed-up {_times(exact_s / approx_s)}")
+            sweep.append({"expansion_search": value, "recall_at_10": recall,
+                          "approx_one_ms": approx_one_s * 1e3, "approx_batch_ms": approx_s * 1e3})
+        print(f"\n  {label}, one build ({build_s:.0f} s); exact numpy {exact_one_s * 1e3:.3g} ms "
+              f"one query, {exact_s * 1e3:.3g} ms/query in a batch of {queries}\n"
+              f"  | expansion_search | recall@10 | one query | speed-up | batch, per query | "
+              f"speed-up |\n  |---:|---:|---:|---:|---:|---:|", flush=True)
+        for row in sweep:
+            one, batch = row["approx_one_ms"], row["approx_batch_ms"]
+            print(f"  | {row['expansion_search']} | {row['recall_at_10']:.3f} | {one:.3g} ms | "
+                  f"{_times(exact_one_s * 1e3 / one)} | {batch:.3g} ms | "
+                  f"{_times(exact_s * 1e3 / batch)} |", flush=True)
         results[kind] = {"n": n, "exact_one_ms": exact_one_s * 1e3, "exact_batch_ms": exact_s * 1e3,
-                         "build_s": build_s, "approx_one_ms": approx_one_s * 1e3,
-                         "approx_batch_ms": approx_s * 1e3, "recall_at_10": recall}
+                         "build_s": build_s, "connectivity": approximate.connectivity,
+                         "expansion_add": approximate.expansion_add, "sweep": sweep}
         del vectors, exact, approximate
     return results
 

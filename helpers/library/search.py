@@ -79,6 +79,7 @@ class ApproximateIndex:
                             connectivity=connectivity, expansion_add=expansion_add,
                             expansion_search=expansion_search)
         self._threads = threads
+        self.connectivity, self.expansion_add = connectivity, expansion_add
         if len(embeddings):
             self._index.add(np.arange(len(embeddings), dtype=np.uint64), embeddings,
                             threads=threads)
@@ -86,6 +87,17 @@ class ApproximateIndex:
 
     def __len__(self) -> int:
         return self._size
+
+    @property
+    def expansion_search(self) -> int:
+        """The search beam width; set it to trade speed for recall without rebuilding."""
+        return int(self._index.expansion_search)
+
+    @expansion_search.setter
+    def expansion_search(self, value: int) -> None:
+        if int(value) < 1:
+            raise ValueError(f"expansion_search must be at least 1, got {value}")
+        self._index.expansion_search = int(value)
 
     def search(self, query, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         queries = _queries(query)
