@@ -441,7 +441,7 @@ def test_search_command_prints_path_times_and_score(built, capsys):
 
 def test_approximate_index_recall_at_10_against_exact():
     # Clustered, like embeddings of videos (uniform noise in 512-d is HNSW's worst case: there
-    # recall@10 was 0.83 with the default settings; benchmarks/library_bench.py measures both).
+    # recall@10 was 0.83 at expansion_search 128; benchmarks/library_bench.py measures both).
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((40, 512)).astype(np.float32)
     vectors = centres[rng.integers(0, 40, 3000)] + 0.5 * rng.standard_normal((3000, 512))
