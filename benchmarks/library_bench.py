@@ -21,7 +21,9 @@
    speed.
 2. **Approximate index**: ``N`` synthetic 512-d unit vectors (clustered, like embeddings, and
    plain Gaussian, the worst case for a graph index), 100 queries; exact numpy search vs
-   usearch's HNSW: build time, query time, recall@10 against exact, speed-up per query.
+   usearch's HNSW with the library's settings: build time, then, on that one build, recall@10
+   against exact, time per query and speed-up for each ``expansion_search`` of
+   ``EXPANSION_SEARCH`` (a query-time setting: no rebuild), printed as a table.
 
 Each figure is also written to ``build/benchmarks/library.json``. Nothing is asserted.
 
@@ -41,9 +43,37 @@ Measured on the 2-core build machine, shared with another session's runs, 2026-1
   per query in a batch of 100; usearch build 1,001 s (about one core free), 1.8 ms for one
   query (169x), 0.96 ms per query in a batch (83x), recall@10 0.70 at expansion_search 128.
   The same clustered set at 100,000: build 111 s, recall@10 1.0 at expansion_search 128
-  (1.8 ms/query batched): recall falls with size, so at 1M raise expansion_search (not yet
-  measured there). The Gaussian set at 1M was not run (another ~17 min build); at 5,000 vectors its recall@10
-  was 0.83 (expansion_search 128) and 0.94 (256).
+  (1.8 ms/query batched): recall falls with size, so at 1M raise expansion_search. The
+  Gaussian set at 1M was not run (another ~17 min build); at 5,000 vectors its recall@10 was
+  0.83 (expansion_search 128) and 0.94 (256).
+* 2026-12-06, the clustered set (the same vectors and queries as ``--kinds clustered``), one
+  build per size with connectivity 16 and expansion_add 128, then expansion_search swept on
+  it (2 cores shared with other sessions, load average 2-7; times move with it, recall does
+  not). 100,000 vectors (build 303 s; exact 11.8 ms/query in the batch):
+
+  | expansion_search | 32 | 64 | 128 | 256 | 512 |
+  |---|---:|---:|---:|---:|---:|
+  | recall@10 | 0.918 | 0.980 | 1.000 | 1.000 | 1.000 |
+  | ms/query, batch | 0.90 | 1.10 | 1.98 | 4.11 | 8.32 |
+
+  1,000,000 vectors (build 1,841 s; the index saved and reloaded for two query runs; exact
+  numpy 64.3 / 52.4 ms per query in the batch, 240 / 198 ms for one query):
+
+  | expansion_search | 128 | 256 | 512 | 768 | 1024 | 2048 |
+  |---|---:|---:|---:|---:|---:|---:|
+  | recall@10 | 0.688 | 0.859 | 0.942 | 0.972 | 0.992 | 0.992 |
+  | ms/query, batch | 1.53 / 1.21 | 2.22 / 2.03 | 2.88 / 2.25 | 3.30 / 2.76 | 3.91 / 3.90 | 11.7 |
+  | speed-up, batch | 42x / 43x | 29x / 26x | 22x / 23x | 19x / 19x | 16x / 13x | |
+  | ms for one query | 1.48 / 1.53 | 1.96 / 1.93 | 2.65 / 2.94 | 3.08 / 3.18 | 4.78 / 5.71 | 11.0 |
+  | speed-up, one query | 162x / 129x | 123x / 103x | 91x / 67x | 78x / 62x | 50x / 35x | |
+
+  (2048: the build run only, beside its exact 97.6 ms/query at load ~6; 64 there: 0.539.)
+  Ten times the vectors needed 10-16 times the beam for the same recall (0.92: 32 -> 256-512;
+  0.98: 64 -> 768-1024); hence the library's default expansion_search 1024 (recall 0.99 at
+  1M). The 0.753 of 2026-12-04 and this build's 0.688 at 128 come from two builds of the
+  same vectors (usearch inserts on several threads, so the graph presumably differs run to
+  run). Larger connectivity / expansion_add were not tried at 1M: this build alone took 31
+  minutes.
 """
 
 from __future__ import annotations
@@ -147,6 +177,10 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
     return vectors
 
 
+def _times(ratio: float) -> str:
+    return f"{ratio:.0f}x" if ratio >= 10 else f"{ratio:.2g}x"
+
+
 def synthetic(n: int, dim: int, kind: str, rng) -> np.ndarray:
     """``n`` unit vectors float32 ``[n, dim]``, built in chunks (1M x 512 is 2 GB)."""
     out = np.empty((n, dim), np.float32)
@@ -173,7 +207,12 @@ def _time_queries(index, q: np.ndarray, k: int = 10, singles: int = 10):
     return rows, batch_s, (time.perf_counter() - start) / singles
 
 
-def bench_index(record, n: int, kinds=("clustered", "gaussian"), queries: int = 100) -> dict:
+#: The expansion_search values the index part times on one build (query-time: no rebuild).
+EXPANSION_SEARCH = (64, 128, 256, 512, 1024)
+
+
+def bench_index(record, n: int, kinds=("clustered", "gaussian"), queries: int = 100,
+                expansion_search=EXPANSION_SEARCH) -> dict:
     from helpers.library import search
 
     rng = np.random.default_rng(0)
@@ -187,22 +226,37 @@ def bench_index(record, n: int, kinds=("clustered", "gaussian"), queries: int = 
         start = time.perf_counter()
         approximate = search.ApproximateIndex(vectors)
         build_s = time.perf_counter() - start
-        approx_rows, approx_s, approx_one_s = _time_queries(approximate, q)
-        recall = search.recall_at_k(exact_rows, approx_rows, 10)
         label = f"{n:,} x 512, {kind}"
         record("index", f"{label}: exact numpy, one query", exact_one_s * 1e3, "ms")
         record("index", f"{label}: exact numpy, batch of {queries}", exact_s * 1e3, "ms/query")
         record("index", f"{label}: usearch HNSW build", build_s, "s",
-               "connectivity 16, expansion_add 128")
-        record("index", f"{label}: usearch, one query", approx_one_s * 1e3, "ms",
-               f"speed-up {exact_one_s / approx_one_s:.0f}x")
-        record("index", f"{label}: usearch, batch of {queries}", approx_s * 1e3, "ms/query",
-               f"speed-up {exact_s / approx_s:.0f}x")
-        record("index", f"{label}: usearch recall@10 vs exact", recall, "",
-               "expansion_search 128")
+               f"connectivity {approximate.connectivity}, "
+               f"expansion_add {approximate.expansion_add}")
+        sweep = []
+        for value in expansion_search:  # one build, several query-time beam widths
+            approximate.expansion_search = value
+            approx_rows, approx_s, approx_one_s = _time_queries(approximate, q)
+            recall = search.recall_at_k(exact_rows, approx_rows, 10)
+            what = f"{label}: usearch expansion_search {value}"
+            record("index", f"{what}, recall@10 vs exact", recall, "")
+            record("index", f"{what}, one query", approx_one_s * 1e3, "ms",
+                   f"speed-up {_times(exact_one_s / approx_one_s)}")
+            record("index", f"{what}, batch of {queries}", approx_s * 1e3, "ms/query",
+                   f"speed-up {_times(exact_s / approx_s)}")
+            sweep.append({"expansion_search": value, "recall_at_10": recall,
+                          "approx_one_ms": approx_one_s * 1e3, "approx_batch_ms": approx_s * 1e3})
+        print(f"\n  {label}, one build ({build_s:.0f} s); exact numpy {exact_one_s * 1e3:.3g} ms "
+              f"one query, {exact_s * 1e3:.3g} ms/query in a batch of {queries}\n"
+              f"  | expansion_search | recall@10 | one query | speed-up | batch, per query | "
+              f"speed-up |\n  |---:|---:|---:|---:|---:|---:|", flush=True)
+        for row in sweep:
+            one, batch = row["approx_one_ms"], row["approx_batch_ms"]
+            print(f"  | {row['expansion_search']} | {row['recall_at_10']:.3f} | {one:.3g} ms | "
+                  f"{_times(exact_one_s * 1e3 / one)} | {batch:.3g} ms | "
+                  f"{_times(exact_s * 1e3 / batch)} |", flush=True)
         results[kind] = {"n": n, "exact_one_ms": exact_one_s * 1e3, "exact_batch_ms": exact_s * 1e3,
-                         "build_s": build_s, "approx_one_ms": approx_one_s * 1e3,
-                         "approx_batch_ms": approx_s * 1e3, "recall_at_10": recall}
+                         "build_s": build_s, "connectivity": approximate.connectivity,
+                         "expansion_add": approximate.expansion_add, "sweep": sweep}
         del vectors, exact, approximate
     return results
 
