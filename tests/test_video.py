@@ -320,6 +320,20 @@ def test_colab_clip_equals_the_official_colab_loop(tmp_path, suffix, num_source,
     assert not np.array_equal(clip[0], clip[-1])  # the pan moves: frame order is checked too
 
 
+@pytest.mark.parametrize("suffix", CONTAINERS)
+def test_colab_clip_without_probe_decoding_decodes_the_same_frames(tmp_path, suffix):
+    """colab_clip opens files with FFmpeg's probing decoder switched off (skip_frame=all);
+    the frames decoded afterwards must be those iter_frames (normal probing) yields."""
+    frames = textured_pan(20, 48, 64)
+    path = video.write_video(tmp_path / f"pan{suffix}", frames, fps=10)
+    first = np.stack(list(itertools.islice(video.iter_frames(path), 8)))
+    np.testing.assert_array_equal(video.colab_clip(path, num_frames=8, size=48),
+                                  video.center_crop_resize(first, 48))
+    container, stream = video._open(path, probe_decode=False)
+    container.close()
+    assert (stream.codec_context.width, stream.codec_context.height) == (64, 48)
+
+
 def test_colab_clip_rejects_empty_requests(tmp_path):
     path = video.write_video(tmp_path / "idx.gif", indexed_frames(3), fps=10)
     with pytest.raises(ValueError, match="at least 1"):
