@@ -489,8 +489,11 @@ def colab_clip(path, num_frames: int = 32, size: int = 224) -> np.ndarray:
         decoded.close()  # stops the decoder at once: no frame after the last needed one
     if count < num_frames:
         clip = clip[colab_indices(count, num_frames)]
-    # The uint8 values cast to float32 and divided by 255 in float32, as in center_crop_resize.
-    return np.divide(clip, np.float32(255.0), dtype=np.float32)
+    # As in center_crop_resize: cast to float32, divide by 255 in float32 (here in place, which
+    # numpy does faster than a divide that casts as it goes).
+    out = clip.astype(np.float32)
+    out /= np.float32(255.0)
+    return out
 
 
 class _Converter:
