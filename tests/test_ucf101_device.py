@@ -199,6 +199,12 @@ def test_train_clips_equal_clip_by_clip_on_both_strategies(fast, length, shared,
     assert (widths == [85, 85]) if shared else (widths == [None] * 10)  # 120x160 -> 64x85
     for k in passes:
         np.testing.assert_array_equal(clips[k], sm.train_clip(video, k, protocol))
+    for output, dtype in (("float", np.float32), ("uint8", np.uint8)):  # into a batch's slice
+        batch = np.zeros((12,) + protocol.clip_shape(), dtype)
+        assert sm.train_clips(video, passes, protocol, output=output, out=batch[1:11]) is not None
+        want = clips if output == "float" else np.round(clips * 255).astype(np.uint8)
+        np.testing.assert_array_equal(batch[1:11], want)
+        assert not batch[0].any() and not batch[11].any()
 
 
 def _jpeg_video(path, frames):
