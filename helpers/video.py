@@ -86,8 +86,17 @@ def _av():
     return av
 
 
-def _open(path):
-    """Open ``path`` for reading; return (container, video stream). Raises VideoError."""
+def _open(path, probe_decode: bool = True):
+    """Open ``path`` for reading; return (container, video stream). Raises VideoError.
+
+    ``probe_decode=False`` keeps FFmpeg's stream probing (``avformat_find_stream_info``) from
+    decoding frames (codec option ``skip_frame=all`` for the probing decoder only): for H.264
+    it decodes several frames to guess the reorder delay, about 10 ms of CPU for a 720p file
+    (an eighth of a 32-frame clip), which a sampler that decodes frames anyway does not need.
+    The frames decoded afterwards are the same (tests/test_video.py checks every container);
+    only ``stream.codec_context.format`` stays unknown until the first frame. For formats whose streams only probing reveals (MPEG-TS), FFmpeg
+    probes as usual.
+    """
     av = _av()
     from helpers.checks import NOT_FOUND, input_file_problem
 
@@ -105,7 +114,8 @@ def _open(path):
     if text_kind:
         raise VideoError(path, f"not a video: it is {text_kind}")
     try:
-        container = av.open(str(path), mode="r")
+        container = av.open(str(path), mode="r",
+                            options=None if probe_decode else {"skip_frame": "all"})
     except av.FFmpegError as err:
         raise VideoError(path, f"not a video file FFmpeg can read ({_describe(err)}); the "
                                f"file may be truncated or of another type") from None
@@ -237,12 +247,26 @@ def iter_frames(path) -> Iterator[np.ndarray]:
 
 
 def _frames(path, container, stream):
+    decoded = _decoded(path, container, stream)
+    try:
+        for frame in decoded:
+            yield _rgb(frame)
+    finally:
+        decoded.close()  # closes the container at once when the caller stops early
+
+
+def _decoded(path, container, stream):
+    """Yield the decoded PyAV frames of ``stream``; close ``container`` when done or closed.
+
+    The checks of :func:`iter_frames`: a decoding error, no frame at all, or clearly fewer
+    frames than announced (only when the stream is read to its end) raise VideoError.
+    """
     av = _av()
     announced = _announced_frames(container, stream)
     count = 0
     try:
         for frame in container.decode(stream):
-            yield _rgb(frame)
+            yield frame
             count += 1
     except av.FFmpegError as err:
         raise VideoError(path, f"decoding failed after {count} frames ({_describe(err)}); "
@@ -444,16 +468,80 @@ def colab_clip(path, num_frames: int = 32, size: int = 224) -> np.ndarray:
     """The official colab's clip of ``path``: float32 ``[num_frames, size, size, 3]`` in [0, 1].
 
     Decodes only the first ``num_frames`` frames, in order, with no frame-rate resampling
-    (see :func:`colab_indices` for short videos), then :func:`center_crop_resize`.
-    Raises :class:`VideoError`.
+    (see :func:`colab_indices` for short videos), then :func:`center_crop_resize`: the same
+    pixels, computed frame by frame as they are decoded. Raises :class:`VideoError`, and
+    ``ValueError`` when ``num_frames`` or ``size`` is below 1.
     """
-    frames = []
-    for frame in iter_frames(path):
-        frames.append(center_crop_resize_uint8(frame[None], size)[0])
-        if len(frames) == num_frames:
-            break
-    clip = np.stack(frames)[colab_indices(len(frames), num_frames)]
-    return clip.astype(np.float32) / np.float32(255.0)
+    if num_frames < 1 or size < 1:
+        raise ValueError(f"num_frames and size must be at least 1, got {num_frames} and {size}")
+    container, stream = _open(path, probe_decode=False)
+    clip = np.empty((num_frames, size, size, 3), np.uint8)
+    count = 0
+    decoded = _decoded(path, container, stream)
+    try:
+        to_rgb = _Converter()
+        for frame in decoded:
+            _crop_resize_frame(frame, clip[count], to_rgb)
+            count += 1
+            if count == num_frames:
+                break
+    finally:
+        decoded.close()  # stops the decoder at once: no frame after the last needed one
+    if count < num_frames:
+        clip = clip[colab_indices(count, num_frames)]
+    # As in center_crop_resize: cast to float32, divide by 255 in float32 (here in place, which
+    # numpy does faster than a divide that casts as it goes).
+    out = clip.astype(np.float32)
+    out /= np.float32(255.0)
+    return out
+
+
+class _Converter:
+    """Converts decoded frames that numpy cannot reorder (YUV, palette, ...) to RGB.
+
+    One swscale context for the whole clip: ``VideoFrame.reformat`` would set up a new one
+    (and a thread pool) for every frame. One swscale thread: the decoder's threads already
+    keep the cores busy. Same pixels as :func:`_rgb`.
+    """
+
+    def __init__(self):
+        from av.video.reformatter import VideoReformatter
+
+        self._reformatter = VideoReformatter()
+
+    def __call__(self, frame) -> np.ndarray:
+        return self._reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
+
+
+# OpenCV's conversions of the packed formats in _CHANNELS to RGB: pure channel reorders.
+_TO_RGB_CODES = {"bgra": "COLOR_BGRA2RGB", "bgr0": "COLOR_BGRA2RGB", "rgba": "COLOR_RGBA2RGB",
+                 "rgb0": "COLOR_RGBA2RGB", "bgr24": "COLOR_BGR2RGB"}
+
+
+def _crop_resize_frame(frame, dst: np.ndarray, to_rgb: Callable) -> None:
+    """Centre-crop and resize one decoded PyAV frame into ``dst`` (uint8 ``[size, size, 3]``).
+
+    The pixels of ``center_crop_resize_uint8(_rgb(frame)[None], size)[0]``, with less work:
+    packed RGB-like frames (GIF decodes to BGRA) are cropped and resized as they are and only
+    the small result is put in RGB order. That is exact because ``cv2.resize`` treats each
+    channel alone, with the same integer weights, so resizing commutes with reordering
+    channels (tests/test_video.py checks it).
+    """
+    cv2 = _cv2()
+    size = dst.shape[0]
+    channels = _CHANNELS.get(frame.format.name)
+    packed = frame.to_ndarray() if channels is not None else to_rgb(frame)
+    top, left, side = center_crop_box(*packed.shape[:2])
+    crop = packed[top:top + side, left:left + side]
+    if channels is None or frame.format.name == "rgb24":
+        cv2.resize(crop, (size, size), dst=dst, interpolation=cv2.INTER_LINEAR)
+        return
+    small = cv2.resize(crop, (size, size), interpolation=cv2.INTER_LINEAR)
+    code = _TO_RGB_CODES.get(frame.format.name)
+    if code is not None:
+        cv2.cvtColor(small, getattr(cv2, code), dst=dst)
+    else:
+        dst[...] = small[..., list(channels)]
 
 
 def resample_indices(frame_times: np.ndarray, fps: float) -> np.ndarray:

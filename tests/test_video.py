@@ -1,5 +1,6 @@
 """helpers.video: decoding, writing, sampling, preprocessing and bad input, on generated files."""
 
+import itertools
 import struct
 import subprocess
 import sys
@@ -278,6 +279,92 @@ def test_colab_clip_takes_first_frames_and_pads_in_place(tmp_path):
     assert frame_index(clip) == list(range(8))
     short_path = video.write_video(tmp_path / "short.gif", indexed_frames(3), fps=10)
     assert frame_index(video.colab_clip(short_path, num_frames=8, size=16)) == [0, 0, 0, 1, 1, 1, 2, 2]
+
+
+def textured_pan(n, height, width, seed=0):
+    """A scene of random 3x3 blocks panning right by 2 pixels a frame: every crop offset,
+    resize weight and frame order shows in the pixels."""
+    rng = np.random.default_rng(seed)
+    blocks = rng.integers(0, 256, (height // 3 + 1, (width + 2 * n) // 3 + 1, 3), np.uint8)
+    scene = np.kron(blocks, np.ones((3, 3, 1), np.uint8))
+    return np.stack([scene[:height, 2 * t:2 * t + width] for t in range(n)])
+
+
+@pytest.mark.parametrize("suffix, num_source, height, width, size", [
+    (".gif", 40, 63, 90, 32),    # odd side, even width: the colab's rounding puts the crop at 14
+    (".mp4", 40, 96, 160, 224),  # yuv420p, upscaled as in the colab
+    (".mp4", 40, 75, 50, 32),    # odd sides: yuv444p
+    (".mp4", 5, 96, 160, 32),    # shorter than 32 frames: each frame repeats in place
+    (".gif", 12, 50, 40, 32),
+])
+def test_colab_clip_equals_the_official_colab_loop(tmp_path, suffix, num_source, height, width,
+                                                   size):
+    """colab_clip gives the official colab's pixels (benchmarks/colab_baseline.py: OpenCV's own
+    decoder, crop, cv2.resize, BGR->RGB) exactly. Exact by construction: both decode with FFmpeg
+    (GIF and H.264 decoding are bit-exact), convert YUV with swscale's integer code and resize
+    with cv2.resize's fixed-point weights; only the last step is float (x / 255)."""
+    from benchmarks.colab_baseline import opencv_colab_clip
+
+    frames = textured_pan(num_source, height, width)
+    path = video.write_video(tmp_path / f"pan{suffix}", frames, fps=10)
+    clip = video.colab_clip(path, num_frames=32, size=size)
+    assert clip.shape == (32, size, size, 3) and clip.dtype == np.float32
+    colab = opencv_colab_clip(path, max_frames=32, size=size)
+    levels = np.round(clip * 255.0).astype(np.int16)
+    np.testing.assert_array_equal(levels, np.round(colab * 255.0).astype(np.int16))
+    # The float step is center_crop_resize's (uint8 -> float32, / 255 in float32), and the
+    # frames are the first ones iter_frames yields: identical arithmetic, so identical bits.
+    first = list(itertools.islice(video.iter_frames(path), 32))
+    expected = video.center_crop_resize(np.stack(first), size)[video.colab_indices(len(first), 32)]
+    np.testing.assert_array_equal(clip, expected)
+    assert not np.array_equal(clip[0], clip[-1])  # the pan moves: frame order is checked too
+
+
+@pytest.mark.parametrize("suffix", CONTAINERS)
+def test_colab_clip_without_probe_decoding_decodes_the_same_frames(tmp_path, suffix):
+    """colab_clip opens files with FFmpeg's probing decoder switched off (skip_frame=all);
+    the frames decoded afterwards must be those iter_frames (normal probing) yields."""
+    frames = textured_pan(20, 48, 64)
+    path = video.write_video(tmp_path / f"pan{suffix}", frames, fps=10)
+    first = np.stack(list(itertools.islice(video.iter_frames(path), 8)))
+    np.testing.assert_array_equal(video.colab_clip(path, num_frames=8, size=48),
+                                  video.center_crop_resize(first, 48))
+    container, stream = video._open(path, probe_decode=False)
+    container.close()
+    assert (stream.codec_context.width, stream.codec_context.height) == (64, 48)
+
+
+def test_colab_clip_rejects_empty_requests(tmp_path):
+    path = video.write_video(tmp_path / "idx.gif", indexed_frames(3), fps=10)
+    with pytest.raises(ValueError, match="at least 1"):
+        video.colab_clip(path, num_frames=0)
+
+
+@pytest.mark.parametrize("fmt", ["rgb24", "bgr24", "rgba", "bgra", "argb", "abgr", "yuv420p",
+                                 "yuv444p", "gray"])
+@pytest.mark.parametrize("height, width, size", [(21, 34, 8), (34, 21, 50), (16, 16, 16)])
+def test_frame_crop_resize_matches_the_rgb_path(fmt, height, width, size):
+    """colab_clip's per-frame shortcut (resize packed frames in their own channel order, then
+    reorder) gives the pixels of converting to RGB first. Exact by construction: cv2.resize
+    weighs each channel alone with the same integer weights."""
+    import av
+
+    rng = np.random.default_rng(height * width + size)
+    if fmt in ("rgb24", "bgr24"):
+        shape = (height, width, 3)
+    elif fmt in ("rgba", "bgra", "argb", "abgr"):
+        shape = (height, width, 4)
+    elif fmt == "yuv420p":
+        height, width = height // 2 * 2, width // 2 * 2
+        shape = (height * 3 // 2, width)
+    else:
+        shape = (3, height, width) if fmt == "yuv444p" else (height, width)
+    frame = av.VideoFrame.from_ndarray(rng.integers(0, 256, shape, np.uint8), format=fmt)
+    dst = np.zeros((size, size, 3), np.uint8)
+    video._crop_resize_frame(frame, dst, video._Converter())
+    expected = video.center_crop_resize_uint8(video._rgb(frame)[None], size)[0]
+    np.testing.assert_array_equal(dst, expected)
+    assert dst.std() > 0  # random input: a zero result would hide a missed write
 
 
 @pytest.mark.parametrize("suffix", [".gif", ".mp4"])
