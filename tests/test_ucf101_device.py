@@ -88,28 +88,10 @@ def test_numba_kernel_equals_numpy_on_random_geometries(seed):
             kernels.crop_resize(frames, rows, cols, flip=flip, dtype=np.uint8, index=index,
                                 out=out)
             np.testing.assert_array_equal(out, want)
-            # The decoder's separate arrays, checked once in a Frames (as train_clips does).
-            table = kernels.Frames([np.ascontiguousarray(f) for f in frames])
-            np.testing.assert_array_equal(
-                kernels.crop_resize(table, rows, cols, flip=flip, dtype=np.uint8, index=index),
-                want)
     grey = rng.integers(0, 256, (2, 50, 90, 1), dtype=np.uint8)  # another channel count
     np.testing.assert_array_equal(
         sm.resize_and_crop(grey, 40, 40, (0, 7), flip=True, dtype=np.uint8, fast=True),
         sm.resize_and_crop(grey, 40, 40, (0, 7), flip=True, dtype=np.uint8, fast=False))
-
-
-def test_frames_table_refuses_what_the_kernel_cannot_read():
-    if not kernels.AVAILABLE:
-        pytest.skip("numba not installed")
-    frame = np.zeros((6, 8, 3), np.uint8)
-    for bad in ([frame, np.zeros((6, 9, 3), np.uint8)], [frame, frame.astype(np.float32)],
-                [frame, np.zeros((6, 16, 3), np.uint8)[:, ::2]], [frame[..., 0]], []):
-        with pytest.raises(ValueError):
-            kernels.Frames(bad)
-    table = kernels.Frames([frame, frame + 1])
-    assert len(table) == 2 and table[1][0, 0, 0] == 1
-    assert table.addresses[1] == table[1].ctypes.data
 
 
 class StoredLike:

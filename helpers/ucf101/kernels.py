@@ -234,46 +234,13 @@ def plan(rows: tuple, cols: tuple, channels: int, width: int) -> tuple:
             np.repeat(np.asarray(x_lerp, np.float32), channels), channels, width)
 
 
-class Frames:
-    """Decoded ``[H, W, C]`` uint8 frames checked once, with their addresses, for many
-    :func:`crop_resize` calls (a training batch's clips each read some of a video's frames):
-    checking a list of 120 frames and reading their addresses cost 140 us of Python per call
-    (measured: 190 us against 45 us for a one-frame list, one output frame), held under the
-    GIL that decoding threads compete for. Keeps the frames alive while it lives.
-    ``frames[i]`` is the i-th frame; ``len(frames)`` their count.
-    """
-
-    __slots__ = ("frames", "addresses", "shape")
-
-    def __init__(self, frames):
-        frames = list(frames)
-        if not frames:
-            raise ValueError("no frames")
-        shape = frames[0].shape
-        for frame in frames:
-            if frame.ndim != 3 or frame.shape != shape or frame.dtype != np.uint8 \
-                    or not frame.flags.c_contiguous:
-                raise ValueError(f"frames must be C-contiguous uint8 [H, W, C] of one shape "
-                                 f"{shape}, got {frame.dtype} {frame.shape}")
-        self.frames = frames
-        self.shape = shape  # of one frame
-        self.addresses = np.array([frame.ctypes.data for frame in frames], dtype=np.int64)
-
-    def __len__(self) -> int:
-        return len(self.frames)
-
-    def __getitem__(self, i):
-        return self.frames[i]
-
-
 def crop_resize(frames, rows: tuple = None, cols: tuple = None, flip: bool = False,
                 dtype=np.float32, index=None, out=None, geometry: tuple = None) -> np.ndarray:
     """Resize-and-crop ``[N, H, W, C] uint8`` frames at the given output positions.
 
     ``frames``: an array, or a list of ``[H, W, C]`` C-contiguous uint8 arrays (the decoder's
     own arrays: read where they are, without copying them into one array first, which cost
-    6-8 % of test extraction, measured), or those in a :class:`Frames` (checked once for
-    several calls). ``rows`` / ``cols``: ``(low, high, lerp)`` as
+    6-8 % of test extraction, measured). ``rows`` / ``cols``: ``(low, high, lerp)`` as
     :func:`helpers.ucf101.sampling._bilinear_weights` returns them for the wanted output rows
     / columns, or ``geometry``: what :func:`plan` returns for them (the same for every call
     with the same crop: computing it costs ~40 us of Python under the GIL, which decoding
@@ -289,10 +256,6 @@ def crop_resize(frames, rows: tuple = None, cols: tuple = None, flip: bool = Fal
         count, height, width, channels = frames.shape
         addresses = frames.ctypes.data + np.arange(count, dtype=np.int64) * (frames[0].size
                                                                             if count else 0)
-    elif isinstance(frames, Frames):
-        count = len(frames)
-        height, width, channels = frames.shape
-        addresses = frames.addresses
     else:
         count = len(frames)
         height, width, channels = frames[0].shape

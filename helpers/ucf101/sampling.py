@@ -224,8 +224,7 @@ def resize_and_crop(frames: np.ndarray, min_resize: int, crop_size: int,
     (``crop_size`` is then its height). ``index``: use frames ``frames[index]`` (the kernel
     reads them in place instead of gathering a copy). ``out``: a C-contiguous array of the
     result's shape and ``dtype`` to write into. ``frames`` may also be a list of ``[H, W, 3]``
-    arrays (as a decoder returns them), or a :class:`helpers.ucf101.kernels.Frames` of them.
-    Returns ``[T, crop, crop (or width), 3]``.
+    arrays (as a decoder returns them). Returns ``[T, crop, crop (or width), 3]``.
     """
     crop_w = crop_size if width is None else width
     height, width, channels = frames[0].shape
@@ -243,8 +242,6 @@ def resize_and_crop(frames: np.ndarray, min_resize: int, crop_size: int,
         greys = kernels.crop_resize(frames, flip=flip, dtype=np.uint8, index=index,
                                     geometry=geometry)
         return to_unit_float(greys, out=out)
-    if isinstance(frames, kernels.Frames):
-        frames = frames.frames
     if not isinstance(frames, np.ndarray):  # a list: the numpy path wants one array
         frames = np.stack(frames)
     if index is not None:
@@ -373,8 +370,6 @@ def train_clips(video, passes, protocol: Protocol = MMV_PROTOCOL, output: str = 
     # clip's crop; otherwise (clips spread over a long video) it costs more (wider frames,
     # one more copy). Pick the cheaper by the number of output pixels. Same pixels either way.
     frames = _decoded(video, unique)
-    if isinstance(frames, list):  # the kernel's input, checked once for every clip's call
-        frames = kernels.Frames(frames)
     # uint8 clips are built straight into ``out`` (a batch's slice), float ones then divided.
     greys = out if output == "uint8" and out is not None \
         else np.empty((len(draws),) + protocol.clip_shape(), dtype=np.uint8)
