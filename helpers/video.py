@@ -94,8 +94,8 @@ def _open(path, probe_decode: bool = True):
     it decodes several frames to guess the reorder delay, about 10 ms of CPU for a 720p file
     (an eighth of a 32-frame clip), which a sampler that decodes frames anyway does not need.
     The frames decoded afterwards are the same (tests/test_video.py checks every container);
-    only ``stream.codec_context.format`` stays unknown until the first frame. For formats whose streams only probing reveals (MPEG-TS), FFmpeg
-    probes as usual.
+    only ``stream.codec_context.format`` stays unknown until the first frame. For formats whose
+    streams only probing reveals (MPEG-TS), FFmpeg probes as usual.
     """
     av = _av()
     from helpers.checks import NOT_FOUND, input_file_problem

@@ -456,7 +456,6 @@ def test_approximate_index_recall_at_10_against_exact():
     np.testing.assert_allclose(approx_scores[found, 0], exact_scores[found, 0], rtol=1e-4)
 
 
-
 def test_expansion_search_trades_recall_for_speed_on_one_build():
     # Plain Gaussian vectors, HNSW's worst case, where the beam width shows. Measured (seeds
     # 0-2, 2026-12-06): recall@10 0.35-0.47 at expansion_search 16, 1.0 at 512.
@@ -474,6 +473,7 @@ def test_expansion_search_trades_recall_for_speed_on_one_build():
     assert recall[16] < 0.7 and recall[512] >= 0.95, recall
     with pytest.raises(ValueError, match="expansion_search must be at least 1"):
         index.expansion_search = 0
+
 
 # ------------------------------------------------------------------------------ moments
 
