@@ -3,7 +3,7 @@
 A frame store of 320x240 videos (mini-UCF stand-ins at UCF101's size and length) goes through
 ``extract_features`` with an encoder that does nothing, so only decoding and the protocol's
 sampling are timed, with 2 decoding threads. While it runs, every decoding call is logged;
-the decode limit is then the pipeline's own decoder (``store.decode_jpeg_pillow``) decoding
+the decode limit is then the pipeline's own decoder (the store's: OpenCV by default) decoding
 exactly those JPEGs (bytes read beforehand), in the same jobs, on the same number of threads,
 each frame dropped once decoded. The machine is shared with other sessions, so the runs
 alternate, round by round, and each figure is the median of its rounds: the ratio compares
@@ -105,15 +105,17 @@ def _pipeline(store, names, sampling, protocol, clip_input, workers, log=None, w
         sm._spares.clear()
 
 
-def _decode_limit(jobs, workers):
-    from helpers.ucf101.store import decode_jpeg_pillow
+def _decode_limit(jobs, workers, decoder):
+    from helpers.ucf101.store import decode_function
+
+    decode_jpeg = decode_function(decoder)
 
     def decode(jpegs):
         # Each frame dropped once decoded, so the next reuses its memory (as the pipeline's
         # frames reuse one buffer): keeping a job's frames in a list made fresh 4-40 MB each
         # job and slowed this limit by up to 1.5x (measured), in the pipeline's favour.
         for jpeg in jpegs:
-            decode_jpeg_pillow(jpeg)
+            decode_jpeg(jpeg)
 
     start = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:
@@ -147,11 +149,11 @@ def run(record, quick: bool, workers: int = 2) -> dict:
         kinds = ["float", "uint8", "raw"] + (["numpy float"] if kernels.AVAILABLE else [])
         for kind in ("float", "uint8", "raw"):  # the shared pool gets each input's arrays
             _pipeline(store, names, sampling, MMV_PROTOCOL, kind, workers, warm=warm)
-        times: dict[str, list] = {k: [] for k in kinds + ["decode", "fresh"]}
+        times: dict[str, list] = {k: [] for k in kinds + ["decode", "fresh", "pillow"]}
         ratios: dict[str, list] = {k: [] for k in kinds}
         cpu_ratios: dict[str, list] = {k: [] for k in kinds}
         cpu = time.process_time()
-        before = _decode_limit(jobs, workers)
+        before = _decode_limit(jobs, workers, store.decoder)
         cpu_before = time.process_time() - cpu
         times["decode"].append(before)
         for round_index in range(rounds):
@@ -171,7 +173,7 @@ def run(record, quick: bool, workers: int = 2) -> dict:
                                       warm=warm)
                 cpu_spent = time.process_time() - cpu
                 cpu = time.process_time()
-                after = _decode_limit(jobs, workers)
+                after = _decode_limit(jobs, workers, store.decoder)
                 cpu_after = time.process_time() - cpu
                 times[kind].append(spent)
                 times["decode"].append(after)
@@ -180,15 +182,20 @@ def run(record, quick: bool, workers: int = 2) -> dict:
                 before, cpu_before = after, cpu_after
             times["fresh"].append(_pipeline(store, names, sampling, MMV_PROTOCOL, "float",
                                             workers))
+            times["pillow"].append(_decode_limit(jobs, workers, "pillow"))
             cpu = time.process_time()  # the next round's first pipeline pairs with this one
-            before = _decode_limit(jobs, workers)
+            before = _decode_limit(jobs, workers, store.decoder)
             cpu_before = time.process_time() - cpu
         median = {k: statistics.median(v) for k, v in times.items()}
         label = (f"{sampling}, {len(names)} videos of 320x240, {clips} clips of 32x224x224, "
                  f"{workers} threads")
         record("pipeline", f"JPEG-decode limit ({sampling}: the same {frames} frames)",
                clips / median["decode"], "clips/s",
-               f"{frames / median['decode']:.0f} frames/s; Pillow, {workers} threads")
+               f"{frames / median['decode']:.0f} frames/s; {store.decoder}, {workers} threads")
+        record("pipeline", f"{sampling}: the same frames decoded with Pillow (the same pixels)",
+               clips / median["pillow"], "clips/s",
+               f"{frames / median['pillow']:.0f} frames/s, {workers} threads; Pillow holds the GIL "
+               "between frames, OpenCV does not")
         for kind in kinds:
             ratio = statistics.median(ratios[kind])
             spread = (f" (rounds {min(ratios[kind]):.2f}-{max(ratios[kind]):.2f})"

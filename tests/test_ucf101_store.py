@@ -99,31 +99,51 @@ def test_container_round_trip_and_damage(tmp_path):
         st.StoredVideo(tmp_path / "bad.jpgs")
 
 
-@pytest.mark.parametrize("subsampling", [0, 2])  # 4:4:4 and 4:2:0 (ffmpeg's)
-def test_pillow_decoder_equals_plain_pillow(subsampling, tmp_path):
-    """decode_jpeg_pillow packs the pixels itself (one piece, JPEG plugin only): the same
-    pixels as np.asarray(Image.open(...)), for odd sizes and grey JPEGs too; frames(out=)
-    decodes into a given array."""
+@pytest.mark.parametrize("subsampling", [0, 1, 2])  # 4:4:4, 4:2:2 and 4:2:0 (ffmpeg's)
+def test_pillow_and_opencv_decoders_equal_plain_pillow(subsampling, tmp_path):
+    """decode_jpeg_pillow packs the pixels itself (one piece, JPEG plugin only), and
+    decode_jpeg_opencv (the default) is another library: both give the pixels of
+    np.asarray(Image.open(...)), for noise (every DCT coefficient in use), smooth pictures,
+    odd sizes and grey JPEGs; frames(out=) decodes into a given array."""
     rng = np.random.default_rng(subsampling)
     frames = []
-    for height, width, channels in [(24, 32, 3), (17, 35, 3), (9, 13, 1)]:
+    smooth = np.linspace(0, 255, 40 * 48 * 3).reshape(40, 48, 3)
+    for height, width, channels in [(24, 32, 3), (17, 35, 3), (9, 13, 1), (40, 48, 3)]:
         pixels = rng.integers(0, 256, (height, width, channels), dtype=np.uint8)
-        buffer = io.BytesIO()
-        Image.fromarray(pixels[..., 0] if channels == 1 else pixels).save(
-            buffer, format="JPEG", quality=80, subsampling=subsampling)
-        data = buffer.getvalue()
-        want = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-        got = st.decode_jpeg_pillow(data)
-        assert got.shape == want.shape and got.dtype == np.uint8
-        np.testing.assert_array_equal(got, want)
-        if (height, width) == (24, 32):
-            frames.append(data)
+        if height == 40:
+            pixels = (smooth + rng.normal(0, 4, smooth.shape)).clip(0, 255).astype(np.uint8)
+        for quality in (80, 97):
+            buffer = io.BytesIO()
+            Image.fromarray(pixels[..., 0] if channels == 1 else pixels).save(
+                buffer, format="JPEG", quality=quality, subsampling=subsampling)
+            data = buffer.getvalue()
+            want = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+            for decode in (st.decode_jpeg_pillow, st.decode_jpeg_opencv):
+                got = decode(data)
+                assert got.shape == want.shape and got.dtype == np.uint8
+                np.testing.assert_array_equal(got, want, err_msg=decode.__name__)
+            if (height, width, quality) == (24, 32, 80):
+                frames.append(data)
+    assert not np.array_equal(st.decode_jpeg_opencv(frames[0]), st.decode_jpeg_opencv(jpeg(7)))
     video = st.StoredVideo(st.write_container(tmp_path / "v.jpgs", frames + [jpeg(7)]))
     out = np.zeros((2, 24, 32, 3), np.uint8)
     assert video.frames([0, 1], out=out) is out
     np.testing.assert_array_equal(out, video.frames([0, 1]))
     with pytest.raises(ValueError, match="distinct"):
         video.frames([1, 0], out=out)
+
+
+@pytest.mark.parametrize("decoder", ["opencv", "pillow"])
+def test_damaged_frame_raises_store_error_naming_the_file(decoder, tmp_path):
+    """A frame cut short or overwritten inside an intact container: a StoreError naming the
+    container and the frame (libjpeg alone would fill a cut frame with grey)."""
+    good = jpeg(3)
+    for name, bad in [("cut", good[: len(good) // 2]), ("noise", bytes(range(256)) * 4)]:
+        path = st.write_container(tmp_path / f"{name}.jpgs", [good, bad])
+        video = st.StoredVideo(path, decoder=decoder)
+        np.testing.assert_array_equal(video.frames([0])[0], st.decode_jpeg_pillow(good))
+        with pytest.raises(st.StoreError, match=rf"{name}\.jpgs: frame 1: "):
+            video.frames([1])
 
 
 @pytest.fixture(scope="module")

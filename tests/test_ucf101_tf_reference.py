@@ -53,20 +53,23 @@ def test_window_starts_match_tf_linspace():
 
 
 def test_jpeg_decoders(tmp_path):
-    """Pillow decodes like TF's accurate DCT; decoder='tensorflow' like the release (TF default)."""
+    """OpenCV and Pillow decode like TF's accurate DCT; decoder='tensorflow' like the release
+    (TF's default)."""
     from helpers.ucf101 import store as st
     from helpers.standins.ucf101 import CLASS_SPECS, render_video, write_avi
 
     avi = write_avi(tmp_path / "v_A_g01_c01.avi", render_video(CLASS_SPECS[4], 6, (48, 64)), 25)
     jpegs = st.reencode_video(avi)
     store_video = st.write_container(tmp_path / "v.jpgs", jpegs)
-    pillow = st.StoredVideo(store_video).frames()
+    pillow = st.StoredVideo(store_video, decoder="pillow").frames()
+    opencv = st.StoredVideo(store_video).frames()  # the default
     released = st.StoredVideo(store_video, decoder="tensorflow").frames()
     for i, jpeg in enumerate(jpegs):
         accurate = tf.io.decode_jpeg(jpeg, channels=3, dct_method="INTEGER_ACCURATE").numpy()
         np.testing.assert_array_equal(pillow[i], accurate)
+        np.testing.assert_array_equal(opencv[i], accurate)
         np.testing.assert_array_equal(released[i], tf.image.decode_image(jpeg, channels=3).numpy())
     assert np.any(pillow != released)  # the two DCTs really differ
     assert np.abs(pillow.astype(int) - released.astype(int)).max() <= 8
     with pytest.raises(ValueError, match="decoder must be one of"):
-        st.StoredVideo(store_video, decoder="opencv")
+        st.StoredVideo(store_video, decoder="turbojpeg")

@@ -300,11 +300,12 @@ def prepare(videos_dir, splits_dir, store_dir, *, splits=None, classes=None,
     return report
 
 
-def open_store(store_dir, decoder: str = "pillow") -> FrameStore:
+def open_store(store_dir, decoder: str = "opencv") -> FrameStore:
     """Open a frame store made by :func:`prepare`.
 
-    ``decoder``: ``pillow`` (default) or ``tensorflow``, which decodes the JPEGs exactly as the
-    release did (TensorFlow's default fast DCT; see :mod:`helpers.ucf101.store`).
+    ``decoder``: ``opencv`` (default) or ``pillow`` (the same pixels, accurate DCT; OpenCV is
+    faster in threads), or ``tensorflow``, which decodes the JPEGs exactly as the release did
+    (TensorFlow's default fast DCT; see :mod:`helpers.ucf101.store`).
     """
     return FrameStore(store_dir, decoder)
 
@@ -465,7 +466,7 @@ def evaluate(store_dir, split: int = 1, backbone: str = "s3d", *, checkpoint=Non
              cache_dir=None, report_path=None, C: float = probe.DEFAULT_C,
              protocol: Protocol = MMV_PROTOCOL, classes=None, batch_size: int = 8,
              workers: int | None = None, progress: bool = True, encoder: Encoder | None = None,
-             jpeg_decoder: str = "pillow", solver: str = probe.DEFAULT_SOLVER) -> dict:
+             jpeg_decoder: str = "opencv", solver: str = probe.DEFAULT_SOLVER) -> dict:
     """Run the whole linear evaluation on one split; return (and optionally write) the report.
 
     ``backbone``: a key of :data:`ENCODERS` (ignored when ``encoder`` is given).
@@ -585,8 +586,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", help="comma-separated class names to keep")
     p.add_argument("--batch-size", type=cli.positive_int, default=8)
     p.add_argument("--workers", type=cli.positive_int, default=None, help="decoding threads")
-    p.add_argument("--jpeg-decoder", choices=JPEG_DECODERS, default="pillow",
-                   help="pillow (default) or tensorflow (TF's fast DCT, exactly as the release)")
+    p.add_argument("--jpeg-decoder", choices=JPEG_DECODERS, default="opencv",
+                   help="opencv (default) or pillow: the same pixels (accurate DCT); tensorflow: "
+                        "TF's fast DCT, exactly as the release")
     p.add_argument("--protocol", choices=sorted(PROTOCOLS), default="mmv",
                    help="preset: mmv (published, default) or tiny (8 frames of 48x48, 4 passes, "
                         "4 windows: for trying the command on a CPU); the flags below override it")
