@@ -244,8 +244,8 @@ def _run_store(record, store, content, rounds, warm, workers) -> dict:
             before = _decode_limit(jobs, workers, store.decoder)
             cpu_before = time.process_time() - cpu
         median = {k: statistics.median(v) for k, v in times.items()}
-        label = (f"{content} {sampling}, {len(names)} videos of 320x240, {clips} clips of 32x224x224, "
-                 f"{workers} threads")
+        label = (f"{content} {sampling}, {len(names)} videos of 320x240, {clips} clips of "
+                 f"32x224x224, {workers} threads")
         record("pipeline", f"{content} {sampling}: JPEG-decode limit (the same {frames} frames)",
                clips / median["decode"], "clips/s",
                f"{frames / median['decode']:.0f} frames/s; {store.decoder}, {workers} threads")

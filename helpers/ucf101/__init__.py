@@ -58,8 +58,8 @@ from helpers.ucf101.sampling import (MMV_PROTOCOL, Protocol, TrainDraw, clip_ind
 from helpers.ucf101.splits import (SPLITS, Split, SplitError, VideoEntry,  # noqa: F401
                                    available_splits, find_splits_dir, index_videos, load_split,
                                    locate_videos, read_class_index, read_video_list, test_groups)
-from helpers.ucf101.store import (JPEG_DECODERS, MMV_ENCODING, EncodeParams,  # noqa: F401
-                                  FrameStore, PrepareReport, StoredVideo, StoreError,
+from helpers.ucf101.store import (DEFAULT_DECODER, JPEG_DECODERS, MMV_ENCODING,  # noqa: F401
+                                  EncodeParams, FrameStore, PrepareReport, StoredVideo, StoreError,
                                   VideoEncodeError, copy_split_files, ffmpeg_command,
                                   prepare_store, reencode_video, split_jpeg_stream)
 
@@ -300,7 +300,7 @@ def prepare(videos_dir, splits_dir, store_dir, *, splits=None, classes=None,
     return report
 
 
-def open_store(store_dir, decoder: str = "opencv") -> FrameStore:
+def open_store(store_dir, decoder: str = DEFAULT_DECODER) -> FrameStore:
     """Open a frame store made by :func:`prepare`.
 
     ``decoder``: ``opencv`` (default) or ``pillow`` (the same pixels, accurate DCT; OpenCV is
@@ -466,7 +466,7 @@ def evaluate(store_dir, split: int = 1, backbone: str = "s3d", *, checkpoint=Non
              cache_dir=None, report_path=None, C: float = probe.DEFAULT_C,
              protocol: Protocol = MMV_PROTOCOL, classes=None, batch_size: int = 8,
              workers: int | None = None, progress: bool = True, encoder: Encoder | None = None,
-             jpeg_decoder: str = "opencv", solver: str = probe.DEFAULT_SOLVER) -> dict:
+             jpeg_decoder: str = DEFAULT_DECODER, solver: str = probe.DEFAULT_SOLVER) -> dict:
     """Run the whole linear evaluation on one split; return (and optionally write) the report.
 
     ``backbone``: a key of :data:`ENCODERS` (ignored when ``encoder`` is given).
@@ -586,7 +586,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", help="comma-separated class names to keep")
     p.add_argument("--batch-size", type=cli.positive_int, default=8)
     p.add_argument("--workers", type=cli.positive_int, default=None, help="decoding threads")
-    p.add_argument("--jpeg-decoder", choices=JPEG_DECODERS, default="opencv",
+    p.add_argument("--jpeg-decoder", choices=JPEG_DECODERS, default=DEFAULT_DECODER,
                    help="opencv (default) or pillow: the same pixels (accurate DCT); tensorflow: "
                         "TF's fast DCT, exactly as the release")
     p.add_argument("--protocol", choices=sorted(PROTOCOLS), default="mmv",

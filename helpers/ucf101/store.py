@@ -24,11 +24,12 @@ Container format (little-endian): ``b"UCFJPEG1"``, ``uint32`` frame count, ``uin
 bytes. Each container is written to a temporary name and renamed, so a store never holds half a
 video, and a rerun of :func:`prepare_store` skips the videos already there.
 
-JPEG decoding: OpenCV by default, or Pillow: both libjpeg-turbo's accurate integer DCT, the same
-pixels, equal to TensorFlow's ``dct_method="INTEGER_ACCURATE"``. The release decoded through tensorflow_datasets, i.e.
-``tf.image.decode_image`` with TensorFlow's default *fast* integer DCT, which differs by a few
-grey levels in about half of the pixel values; ``decoder="tensorflow"`` reproduces it bit for bit
-(and imports TensorFlow on first use). Nothing here imports TensorFlow or JAX at import time.
+JPEG decoding: OpenCV by default, or Pillow: both libjpeg-turbo's accurate integer DCT, the
+same pixels, equal to TensorFlow's ``dct_method="INTEGER_ACCURATE"``. The release decoded
+through tensorflow_datasets, i.e. ``tf.image.decode_image`` with TensorFlow's default *fast*
+integer DCT, which differs by a few grey levels in about half of the pixel values;
+``decoder="tensorflow"`` reproduces it bit for bit (and imports TensorFlow on first use).
+Nothing here imports TensorFlow or JAX at import time.
 """
 
 from __future__ import annotations
