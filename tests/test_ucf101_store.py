@@ -133,6 +133,22 @@ def test_pillow_and_opencv_decoders_equal_plain_pillow(subsampling, tmp_path):
         video.frames([1, 0], out=out)
 
 
+def test_opencv_decoder_without_rgb_flag_swaps_bgr(monkeypatch):
+    """An older OpenCV has no IMREAD_COLOR_RGB: its BGR frame is swapped to the same RGB."""
+    import cv2
+
+    pixels = np.zeros((16, 16, 3), np.uint8)
+    pixels[..., 0], pixels[..., 2] = 200, 30  # red: a channel swap would show
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+    data = buffer.getvalue()
+    want = st.decode_jpeg_pillow(data)
+    monkeypatch.delattr(cv2, "IMREAD_COLOR_RGB")
+    got = st.decode_jpeg_opencv(data)
+    np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(got, want[..., ::-1])
+
+
 @pytest.mark.parametrize("decoder", ["opencv", "pillow"])
 def test_damaged_frame_raises_store_error_naming_the_file(decoder, tmp_path):
     """A frame cut short or overwritten inside an intact container: a StoreError naming the

@@ -226,11 +226,12 @@ def decode_jpeg_opencv(jpeg: bytes) -> np.ndarray:
 
     if not jpeg.endswith(b"\xff\xd9"):
         raise ValueError("truncated JPEG (no end-of-image marker)")
+    rgb = getattr(cv2, "IMREAD_COLOR_RGB", None)  # older OpenCV: BGR, then swapped
     array = cv2.imdecode(np.frombuffer(jpeg, dtype=np.uint8),
-                         cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
+                         (cv2.IMREAD_COLOR if rgb is None else rgb) | cv2.IMREAD_IGNORE_ORIENTATION)
     if array is None:
         raise ValueError("not a decodable JPEG")
-    return array
+    return array if rgb is not None else cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
 
 
 def decode_jpeg_pillow(jpeg: bytes) -> np.ndarray:
