@@ -642,12 +642,18 @@ def iter_frame_groups(path, indices, size: int = 224, num_announced: int | None 
             last_use[frame_index] = position
     kept: dict[int, np.ndarray] = {}
     position, decoded = 0, 0
-    frames = iter_frames(path)
+    # As colab_clip: no probe decoding, and only the frames a row needs are converted, each
+    # cropped and resized before its channels are put in RGB order (the pixels of
+    # center_crop_resize_uint8 of iter_frames' frame); the others are decoded and dropped.
+    container, stream = _open(path, probe_decode=False)
+    frames = _decoded(path, container, stream)
+    to_rgb = _Converter()
     try:
         for index, frame in enumerate(frames):
             decoded = index + 1
             if index in last_use:
-                kept[index] = center_crop_resize_uint8(frame[None], size)[0]
+                kept[index] = np.empty((size, size, 3), np.uint8)
+                _crop_resize_frame(frame, kept[index], to_rgb)
             while position < len(order) and row_last[order[position]] <= index:
                 row = int(order[position])
                 yield row, np.stack([kept[i] for i in indices[row].tolist()])

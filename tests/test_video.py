@@ -375,6 +375,21 @@ def test_eval_windows_on_a_file(tmp_path, suffix):
     assert [frame_index(w) for w in windows] == [[0, 2, 4, 6], [16, 18, 20, 22], [32, 34, 36, 38]]
 
 
+@pytest.mark.parametrize("suffix", CONTAINERS)
+def test_frames_at_gives_the_pixels_of_iter_frames(tmp_path, suffix):
+    """frames_at (eval_windows, the library's windows) converts only the frames a row needs,
+    each cropped and resized before its channels are reordered, and opens the file without
+    probe decoding: the pixels of center_crop_resize_uint8 over iter_frames' frames."""
+    frames = textured_pan(30, 45, 70)
+    path = video.write_video(tmp_path / f"pan{suffix}", frames, fps=10)
+    decoded = np.stack(list(video.iter_frames(path)))
+    indices = np.array([[0, 3, 3, 7], [12, 5, 29, 1], [29, 29, 28, 0]])
+    got = video.frames_at(path, indices, size=24)
+    expected = video.center_crop_resize_uint8(decoded, 24)[indices]
+    np.testing.assert_array_equal(got, expected)
+    assert not np.array_equal(got[0, 0], got[0, 1])  # the pan moves: frame order is checked
+
+
 def test_frame_times_follow_variable_gif_delays(tmp_path):
     from PIL import Image
 
