@@ -332,6 +332,7 @@ class StoredVideo:
         self.path = Path(path)
         self.name = name or self.path.name[: -len(CONTAINER_SUFFIX)]
         self.decoder = _check_decoder(decoder)
+        self._decode_jpeg = decode_function(decoder)
         try:
             with open(self.path, "rb") as handle:
                 header = handle.read(_HEADER.size)
@@ -376,7 +377,7 @@ class StoredVideo:
 
     def _decode(self, index, jpeg: bytes) -> np.ndarray:
         try:
-            array = decode_function(self.decoder)(jpeg)
+            array = self._decode_jpeg(jpeg)
         except (ValueError, OSError) as err:  # OSError: Pillow's
             raise StoreError(f"{self.path}: frame {index}: {err}{REDO_ADVICE}") from None
         if array.shape != (self.height, self.width, 3):
@@ -457,7 +458,7 @@ class FrameStore:
                              "with `python -m helpers.ucf101 prepare`)")
         try:
             self.manifest = json.loads(manifest.read_text())
-        except (ValueError, OSError) as err:  # OSError: Pillow's
+        except ValueError as err:
             raise StoreError(f"{manifest}: damaged, not JSON ({err}); the store's record is "
                              "lost: delete the store folder and run prepare again") from None
         if not isinstance(self.manifest, dict):
