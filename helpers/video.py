@@ -262,9 +262,9 @@ def _decoded(path, container, stream):
     frames than announced (only when the stream is read to its end) raise VideoError.
     """
     av = _av()
-    announced = _announced_frames(container, stream)
     count = 0
     try:
+        announced = _announced_frames(container, stream)  # inside: the finally closes
         for frame in container.decode(stream):
             yield frame
             count += 1
@@ -287,10 +287,10 @@ def frame_times(path) -> np.ndarray:
     """
     av = _av()
     container, stream = _open(path)
-    announced = _announced_frames(container, stream)
     times = []
     missing = False
     try:
+        announced = _announced_frames(container, stream)
         for packet in container.demux(stream):
             if packet.size == 0:  # the flush packet at the end of a stream
                 continue
@@ -474,12 +474,14 @@ def colab_clip(path, num_frames: int = 32, size: int = 224) -> np.ndarray:
     """
     if num_frames < 1 or size < 1:
         raise ValueError(f"num_frames and size must be at least 1, got {num_frames} and {size}")
-    container, stream = _open(path, probe_decode=False)
     clip = np.empty((num_frames, size, size, 3), np.uint8)
     count = 0
+    # Everything that can fail comes before the open: until the first frame is asked for,
+    # closing ``decoded`` (an unstarted generator) would not close the container.
+    to_rgb = _Converter()
+    container, stream = _open(path, probe_decode=False)
     decoded = _decoded(path, container, stream)
     try:
-        to_rgb = _Converter()
         for frame in decoded:
             _crop_resize_frame(frame, clip[count], to_rgb)
             count += 1
@@ -645,9 +647,9 @@ def iter_frame_groups(path, indices, size: int = 224, num_announced: int | None 
     # As colab_clip: no probe decoding, and only the frames a row needs are converted, each
     # cropped and resized before its channels are put in RGB order (the pixels of
     # center_crop_resize_uint8 of iter_frames' frame); the others are decoded and dropped.
+    to_rgb = _Converter()  # before the open, as in colab_clip
     container, stream = _open(path, probe_decode=False)
     frames = _decoded(path, container, stream)
-    to_rgb = _Converter()
     try:
         for index, frame in enumerate(frames):
             decoded = index + 1

@@ -334,6 +334,36 @@ def test_colab_clip_without_probe_decoding_decodes_the_same_frames(tmp_path, suf
     assert (stream.codec_context.width, stream.codec_context.height) == (64, 48)
 
 
+@pytest.mark.parametrize("sampler", ["colab_clip", "iter_frame_groups"])
+def test_a_failure_before_the_first_frame_leaves_no_file_open(tmp_path, monkeypatch, sampler):
+    """colab_clip and iter_frame_groups decode through a generator that closes the container
+    when it is closed; one that never started does not run that. So a failure between opening
+    the file and asking for the first frame (here: the RGB converter cannot be made) must not
+    leave the container open."""
+    path = video.write_video(tmp_path / "pan.mp4", textured_pan(6, 48, 64), fps=10)
+    opened = []
+
+    def recording_open(*args, **kwargs):
+        container, stream = real_open(*args, **kwargs)
+        opened.append(container)
+        return container, stream
+
+    def no_converter():
+        raise RuntimeError("no swscale here")
+
+    real_open = video._open
+    monkeypatch.setattr(video, "_open", recording_open)
+    monkeypatch.setattr(video, "_Converter", no_converter)
+    with pytest.raises(RuntimeError, match="no swscale"):
+        if sampler == "colab_clip":
+            video.colab_clip(path, num_frames=4, size=32)
+        else:
+            list(video.iter_frame_groups(path, np.array([[0, 1, 2]]), size=32))
+    for container in opened:  # PyAV asserts on reading a closed container
+        with pytest.raises(AssertionError, match="not open"):
+            next(container.demux())
+
+
 def test_colab_clip_rejects_empty_requests(tmp_path):
     path = video.write_video(tmp_path / "idx.gif", indexed_frames(3), fps=10)
     with pytest.raises(ValueError, match="at least 1"):
