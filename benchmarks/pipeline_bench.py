@@ -38,9 +38,10 @@ from pathlib import Path
 import numpy as np
 
 
-def make_store(quick: bool, content: str = "synthetic"):
+def make_store(quick: bool, content: str = "synthetic", count: int | None = None):
     """A frame store of 320x240 videos as long as UCF101's (about 7 s on average, in both
-    settings; the quick one has half as many): the ratio depends on the frames decoded per clip
+    settings; the quick one has half as many; ``count``, a multiple of 6, overrides both: a
+    longer run, whose start and end weigh less): the ratio depends on the frames decoded per clip
     (a test clip of a 3-s video decodes 7 frames, of a 7-s one 15, for the same 32 frames out),
     so shorter videos would measure another workload.
 
@@ -56,7 +57,9 @@ def make_store(quick: bool, content: str = "synthetic"):
     from helpers.standins import ucf101 as mini
     from helpers.ucf101.store import prepare_store
 
-    count = 6 if quick else 12
+    count = count or (6 if quick else 12)
+    if count % 6:
+        raise ValueError(f"the benchmark stores hold a multiple of 6 videos, not {count}")
     store_dir = Path(os.environ["COURSE_CACHE_DIR"]) / f"bench-store-320-{content}-{count}"
     if content == "synthetic":
         data = mini.make_mini_ucf101(num_classes=3, groups=(1, 2), clips_per_group=count // 6,
@@ -170,19 +173,19 @@ def _decode_limit(jobs, workers, decoder):
     return time.perf_counter() - start
 
 
-def run(record, quick: bool, workers: int = 2) -> dict:
+def run(record, quick: bool, workers: int = 2, videos: int | None = None) -> dict:
     """Each pipeline run sits between two decode-limit runs and its ratio is theirs (mean) over
     its time: other sessions' load drifts within seconds on the shared machine, so pairs that
     close compare like with like; the figures are medians over the rounds, the ratio's
     range in the note, and beside it the same ratio in CPU time (all threads of the process:
     the work done, whatever share of the 2 cores other sessions leave; wall time also counts
     threads waiting for the GIL or a core). The numpy path (seconds a run) runs in the first
-    round only."""
+    round only. ``videos``: videos per store (see :func:`make_store`)."""
     rounds = 3 if quick else 5
     warm = _warm_buffers()
     results = {}
     for content in ("natural", "synthetic"):
-        results.update(_run_store(record, make_store(quick, content), content, rounds, warm,
+        results.update(_run_store(record, make_store(quick, content, videos), content, rounds, warm,
                                   workers))
     return results
 

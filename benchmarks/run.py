@@ -493,7 +493,14 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "benchmarks")
     parser.add_argument("--probe-sklearn-4096", action="store_true",
                         help="also rerun scikit-learn at 95,370 x 4096 (half an hour, ~12 GB)")
+    parser.add_argument("--pipeline-videos", type=int, default=None, metavar="N",
+                        help="videos per store in the pipeline section (a multiple of 6; "
+                             "default 12, 6 with --quick): longer runs weigh start and end less")
     args = parser.parse_args(argv)
+    if args.pipeline_videos is not None and (args.pipeline_videos < 6
+                                             or args.pipeline_videos % 6):
+        parser.error(f"--pipeline-videos must be a positive multiple of 6, got "
+                     f"{args.pipeline_videos}")
     global OUT, SKLEARN_4096
     OUT = args.out
     SKLEARN_4096 = args.probe_sklearn_4096
@@ -510,7 +517,7 @@ def main(argv=None) -> int:
             if section == "pipeline":
                 from benchmarks import pipeline_bench
 
-                pipeline_bench.run(record, args.quick)
+                pipeline_bench.run(record, args.quick, videos=args.pipeline_videos)
             elif section == "library":
                 from benchmarks import library_bench
 
